@@ -1,2 +1,80 @@
-def main() -> None:
-    raise SystemExit("not yet")
+"""The ``tfgate`` command: ``serve``, ``model-server`` and ``healthcheck``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="run the gateway",
+        description=(
+            "Run the gateway. Each flag may also come from TFGATE_<FLAG> in the environment "
+            "(e.g. TFGATE_MAX_CONCURRENCY) or from the TOML config file; a flag wins over the "
+            "environment, which wins over the file."
+        ),
+    )
+    serve.add_argument("--listen", help="HOST:PORT to serve on (default 127.0.0.1:8080)")
+    serve.add_argument("--backend", help="TF Serving's gRPC HOST:PORT (default 127.0.0.1:8500)")
+    serve.add_argument("--max-concurrency", type=int, help="backend calls in flight (default 64)")
+    serve.add_argument("--config", help="TOML config file (or TFGATE_CONFIG)")
+    serve.add_argument("--default-timeout", type=float, help="seconds, for callers without a deadline")
+    serve.add_argument("--grace-period", type=float, help="seconds in-flight calls get on SIGTERM")
+    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if args_in[:1] == ["model-server"]:
+        # Imports TensorFlow and the official TF Serving API: never beside tfgate's own stubs.
+        from tfgate.model_server.cli import main as model_server_main
+
+        return model_server_main(args_in[1:])
+
+    parser = argparse.ArgumentParser(prog="tfgate", description="A gRPC gateway for TF Serving")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    sub.add_parser("model-server", help="run the local TF-Serving-compatible model server")
+    check = sub.add_parser("healthcheck", help="exit 0 if a tfgate answers SERVING")
+    check.add_argument("--target", default="127.0.0.1:8080")
+    check.add_argument("--timeout", type=float, default=2.0)
+    args = parser.parse_args(args_in)
+
+    if args.command == "healthcheck":
+        from tfgate.healthcheck import check_health
+
+        return 0 if check_health(args.target, args.timeout) else 1
+
+    from tfgate import app, config
+
+    try:
+        settings = config.load(
+            {
+                "listen": args.listen,
+                "backend": args.backend,
+                "max_concurrency": args.max_concurrency,
+                "default_timeout": args.default_timeout,
+                "grace_period": args.grace_period,
+                "log_level": args.log_level,
+            },
+            os.environ,
+            args.config,
+        )
+    except config.ConfigError as exc:
+        print(f"tfgate: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        return asyncio.run(app.serve(settings))
+    except OSError as exc:
+        print(f"tfgate: {exc}", file=sys.stderr)
+        return 1

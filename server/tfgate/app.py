@@ -1,0 +1,98 @@
+"""Wiring and lifecycle: the gRPC server, its services, the health monitor, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from tfgate.catalog import Catalog
+from tfgate.config import Config
+from tfgate.service import SERVICE_NAME, InferenceService
+from tfgate.upstream import Upstream
+
+logger = logging.getLogger(__name__)
+
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class Gateway:
+    """One tfgate server. ``start`` binds and returns the port; ``stop`` drains and closes."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.upstream = Upstream(config)
+        self.catalog = Catalog(self.upstream.get_model_metadata, config.metadata_ttl)
+        self.health = health.aio.HealthServicer()
+        self.backend_up = False
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", config.max_message_bytes),
+                ("grpc.max_send_message_length", config.max_message_bytes),
+            ]
+        )
+        self._monitor: asyncio.Task[None] | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        service = InferenceService(self.upstream, self.catalog, self.config.default_timeout)
+        self._server.add_generic_rpc_handlers((service.handler(),))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        self.port = self._server.add_insecure_port(self.config.listen)
+        if not self.port:
+            raise OSError(f"cannot listen on {self.config.listen}")
+        await self._set_health(False)
+        await self._server.start()
+        self._monitor = asyncio.create_task(self._watch_backend())
+        return self.port
+
+    async def _set_health(self, up: bool) -> None:
+        status = _SERVING if up else _NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+
+    async def _watch_backend(self) -> None:
+        """Health says SERVING only while TF Serving answers."""
+        interval = self.config.health_interval
+        while True:
+            up = await self.upstream.probe(timeout=min(interval, 1.0))
+            if up != self.backend_up:
+                logger.info("backend %s is %s", self.upstream.target, "up" if up else "DOWN")
+                self.backend_up = up
+                await self._set_health(up)
+            await asyncio.sleep(interval)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Turns NOT_SERVING, stops accepting calls, lets in-flight ones finish within grace."""
+        await self.health.enter_graceful_shutdown()
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        await self._server.stop(self.config.grace_period if grace is None else grace)
+        await self.upstream.close()
+
+
+async def serve(config: Config) -> int:
+    """Runs until SIGTERM or SIGINT, then shuts down gracefully; returns the exit status."""
+    gateway = Gateway(config)
+    port = await gateway.start()
+    host = config.listen.rsplit(":", 1)[0]
+    print(f"tfgate listening on {host}:{port} (backend {config.backend})", flush=True)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    logger.info("shutting down; in-flight calls get %.1f s", config.grace_period)
+    await gateway.stop()
+    return 0

@@ -1,0 +1,206 @@
+"""tfgate's configuration: one frozen, self-validating value, loaded once at start-up.
+
+Each setting comes from, in order of precedence: a command-line flag, an environment variable
+``TFGATE_<NAME>``, the TOML config file (``--config`` / ``TFGATE_CONFIG``), the default here.
+The TOML file holds the server settings at top level and the retry policy in ``[retry]``::
+
+    listen = "0.0.0.0:8080"
+    backend = "tf-serving:8500"
+    max_concurrency = 64
+
+    [retry]
+    max_attempts = 4
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import grpc
+
+# Codes for which a second try cannot succeed: retrying them only adds load.
+NEVER_RETRY: Final = frozenset(
+    {
+        "OK",
+        "INVALID_ARGUMENT",
+        "NOT_FOUND",
+        "FAILED_PRECONDITION",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "UNAUTHENTICATED",
+        "DEADLINE_EXCEEDED",
+        "CANCELLED",
+    }
+)
+
+_HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+|\*):(\d{1,5})$")
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or out of range; the message names it."""
+
+
+def _check_host_port(name: str, value: str, *, allow_scheme: bool = False) -> None:
+    if allow_scheme and "://" in value:
+        if not value.startswith(("dns:", "ipv4:", "ipv6:", "unix:")):
+            raise ConfigError(f"{name}: unsupported target scheme in {value!r}")
+        return
+    match = _HOST_PORT.match(value)
+    if match is None or int(match.group(1)) > 65535:
+        raise ConfigError(f"{name}: expected HOST:PORT, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how often a failed backend call is tried again (see tfgate.upstream)."""
+
+    max_attempts: int = 4
+    initial_backoff: float = 0.05
+    max_backoff: float = 1.0
+    retryable_codes: tuple[str, ...] = ("UNAVAILABLE",)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError(f"retry.max_attempts: must be at least 1, got {self.max_attempts}")
+        if not 0 < self.initial_backoff <= self.max_backoff:
+            raise ConfigError(
+                "retry.initial_backoff and retry.max_backoff: need "
+                f"0 < initial_backoff <= max_backoff, got {self.initial_backoff}, "
+                f"{self.max_backoff}"
+            )
+        for code in self.retryable_codes:
+            if code not in grpc.StatusCode.__members__:
+                raise ConfigError(f"retry.retryable_codes: {code!r} is not a gRPC status code")
+            if code in NEVER_RETRY:
+                raise ConfigError(
+                    f"retry.retryable_codes: {code} cannot succeed on a retry; remove it"
+                )
+
+    @property
+    def codes(self) -> frozenset[grpc.StatusCode]:
+        return frozenset(grpc.StatusCode[c] for c in self.retryable_codes)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything tfgate serve needs to know; built by ``load`` and passed in explicitly."""
+
+    listen: str = "127.0.0.1:8080"
+    backend: str = "127.0.0.1:8500"
+    # Backend calls in flight at once; callers beyond it wait for a slot within their deadline.
+    max_concurrency: int = 64
+    # Seconds a call may take when its caller set no deadline.
+    default_timeout: float = 30.0
+    # How long a "latest" or label resolution (and its signature) is trusted before re-reading.
+    metadata_ttl: float = 30.0
+    # Seconds between backend health probes.
+    health_interval: float = 2.0
+    # Seconds in-flight calls get to finish on SIGTERM.
+    grace_period: float = 10.0
+    # Largest message tfgate accepts from callers and from TF Serving.
+    max_message_bytes: int = 64 * 1024 * 1024
+    log_level: str = "INFO"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __post_init__(self) -> None:
+        _check_host_port("listen", self.listen)
+        _check_host_port("backend", self.backend, allow_scheme=True)
+        if self.max_concurrency < 1:
+            raise ConfigError(f"max_concurrency: must be at least 1, got {self.max_concurrency}")
+        for name in ("default_timeout", "metadata_ttl", "health_interval"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
+        if self.grace_period < 0:
+            raise ConfigError(f"grace_period: must not be negative, got {self.grace_period}")
+        if self.max_message_bytes < 1024:
+            raise ConfigError(
+                f"max_message_bytes: must be at least 1024, got {self.max_message_bytes}"
+            )
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"log_level: expected DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
+
+
+def _coerce(name: str, kind: Any, raw: object, source: str) -> object:
+    """``raw`` as the type of field ``name``; strings (from env and flags) are parsed."""
+    try:
+        if kind in ("int", int):
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(raw) if isinstance(raw, str) else _exact(int, raw)
+        if kind in ("float", float):
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return float(raw) if isinstance(raw, (str, int, float)) else _exact(float, raw)
+        if kind in ("tuple[str, ...]",):
+            if isinstance(raw, str):
+                return tuple(part.strip() for part in raw.split(",") if part.strip())
+            if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+                return tuple(raw)
+            raise ValueError(raw)
+        return _exact(str, raw)
+    except ValueError:
+        raise ConfigError(f"{name} (from {source}): cannot read {raw!r} as {kind}") from None
+
+
+def _exact(kind: type, raw: object) -> object:
+    if not isinstance(raw, kind):
+        raise ValueError(raw)
+    return raw
+
+
+def _settings(cls: type, values: Mapping[str, object], source: str, prefix: str = "") -> dict[str, object]:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    out: dict[str, object] = {}
+    for key, raw in values.items():
+        name = key.replace("-", "_")
+        if name not in known or name == "retry":
+            raise ConfigError(f"{prefix}{key} (from {source}): unknown setting")
+        out[name] = _coerce(prefix + name, known[name].type, raw, source)
+    return out
+
+
+def load(
+    flags: Mapping[str, object | None],
+    environ: Mapping[str, str],
+    config_file: str | None = None,
+) -> Config:
+    """Builds the Config from flags (None: not given), ``TFGATE_*`` variables and the file."""
+    file_top: dict[str, object] = {}
+    file_retry: dict[str, object] = {}
+    path = config_file or environ.get("TFGATE_CONFIG")
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror or exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+        retry_table = data.pop("retry", {})
+        if not isinstance(retry_table, dict):
+            raise ConfigError(f"config file {path}: [retry] must be a table")
+        data.pop("models", None)  # per-model sections are read by their own module
+        file_top = _settings(Config, data, f"config file {path}")
+        file_retry = _settings(RetryPolicy, retry_table, f"config file {path}", "retry.")
+
+    env_top = {
+        f.name: environ[var]
+        for f in dataclasses.fields(Config)
+        if (var := f"TFGATE_{f.name.upper()}") in environ and f.name != "retry"
+    }
+    merged = {
+        **file_top,
+        **_settings(Config, env_top, "environment"),
+        **_settings(Config, {k: v for k, v in flags.items() if v is not None}, "command line"),
+    }
+    try:
+        return Config(**merged, retry=RetryPolicy(**file_retry))  # type: ignore[arg-type]
+    except TypeError as exc:  # pragma: no cover - _settings rejects unknown keys first
+        raise ConfigError(str(exc)) from None

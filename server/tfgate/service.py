@@ -1,0 +1,79 @@
+"""tfgate.v1.InferenceService: translate the request, call TF Serving, translate back.
+
+Requests arrive as bytes and are parsed, and errors become statuses, in tfgate.errors.rpc.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+
+from tfgate import translate
+from tfgate.catalog import Catalog
+from tfgate.errors import BackendError, rpc
+from tfgate.upstream import Upstream
+from tfgate.v1 import inference_pb2
+
+SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
+
+# TF Serving's answers that mean the cached view of a model is out of date.
+_STALE = frozenset({grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION})
+
+
+class InferenceService:
+    def __init__(self, upstream: Upstream, catalog: Catalog, default_timeout: float) -> None:
+        self._upstream = upstream
+        self._catalog = catalog
+        self._default_timeout = default_timeout
+
+    def _deadline(self, context: grpc.aio.ServicerContext[Any, Any]) -> float:
+        remaining = context.time_remaining()
+        if remaining is None:
+            remaining = self._default_timeout
+        return time.monotonic() + min(remaining, self._default_timeout)
+
+    @rpc("Predict", inference_pb2.PredictRequest)
+    async def predict(
+        self, request: inference_pb2.PredictRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> inference_pb2.PredictResponse:
+        deadline = self._deadline(context)
+        sel = translate.selector(request.model, request.version, request.version_label)
+        meta = await self._catalog.metadata(sel, deadline)
+        backend_request = translate.predict_request(request, sel, meta)
+        try:
+            answer = await self._upstream.predict(backend_request, deadline)
+        except BackendError as exc:
+            if exc.backend_code in _STALE:
+                self._catalog.forget(sel.model)
+            raise
+        self._catalog.answered(sel, answer.model_spec.version.value)
+        return translate.predict_response(
+            answer, sel, backend_request.model_spec.signature_name
+        )
+
+    @rpc("GetModel", inference_pb2.GetModelRequest)
+    async def get_model(
+        self, request: inference_pb2.GetModelRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> inference_pb2.Model:
+        deadline = self._deadline(context)
+        sel = translate.selector(request.model, request.version, request.version_label)
+        status = await self._upstream.get_model_status(translate.status_request(sel.model), deadline)
+        meta = await self._catalog.metadata(sel, deadline)
+        return translate.model_view(status, meta)
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            SERVICE_NAME,
+            {
+                "Predict": grpc.unary_unary_rpc_method_handler(
+                    self.predict,
+                    response_serializer=inference_pb2.PredictResponse.SerializeToString,
+                ),
+                "GetModel": grpc.unary_unary_rpc_method_handler(
+                    self.get_model,
+                    response_serializer=inference_pb2.Model.SerializeToString,
+                ),
+            },
+        )

@@ -1,0 +1,84 @@
+"""A model version's signatures, read from TF Serving's GetModelMetadata answer.
+
+Pure: TF Serving's ``SignatureDefMap`` goes in, tfgate's own frozen description comes out, and
+the rest of tfgate validates requests against that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from tfgate import dtypes
+from tfgate.dtypes import DType
+from tfgate.errors import Unavailable
+from tfgate.tensors import Shape
+from tfgate.tfs.tensorflow.core.protobuf import meta_graph_pb2
+from tfgate.tfs.tensorflow_serving.apis import get_model_metadata_pb2
+
+DEFAULT_SIGNATURE: Final = "serving_default"
+SIGNATURE_DEF_FIELD: Final = "signature_def"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """What a signature declares for one tensor. ``shape`` is None for an unknown rank."""
+
+    dtype: DType
+    shape: Shape | None
+
+    def describe(self) -> str:
+        dims = "unknown rank" if self.shape is None else f"[{', '.join(map(str, self.shape))}]"
+        return f"{self.dtype.name} {dims}"
+
+
+@dataclass(frozen=True)
+class Signature:
+    method: str
+    inputs: Mapping[str, TensorSpec]
+    outputs: Mapping[str, TensorSpec]
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """The signatures of one resolved model version."""
+
+    model: str
+    version: int
+    signatures: Mapping[str, Signature]
+
+
+def _spec(info: meta_graph_pb2.TensorInfo) -> TensorSpec:
+    if info.WhichOneof("encoding") != "name":
+        # Sparse and composite tensors cannot be fed through a dense tfgate.v1.Tensor.
+        return TensorSpec(DType(info.dtype, "sparse", "unsupported", None, None), None)
+    shape = info.tensor_shape
+    dims = None if shape.unknown_rank else tuple(int(d.size) for d in shape.dim)
+    return TensorSpec(dtypes.from_enum(info.dtype), dims)
+
+
+def _signature(definition: meta_graph_pb2.SignatureDef) -> Signature:
+    return Signature(
+        method=definition.method_name,
+        inputs={k: _spec(v) for k, v in sorted(definition.inputs.items())},
+        outputs={k: _spec(v) for k, v in sorted(definition.outputs.items())},
+    )
+
+
+def from_metadata(
+    response: get_model_metadata_pb2.GetModelMetadataResponse,
+) -> ModelMetadata:
+    """tfgate's view of a GetModelMetadataResponse asked with metadata_field "signature_def"."""
+    packed = response.metadata.get(SIGNATURE_DEF_FIELD)
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    if packed is None or not packed.Unpack(signature_map):
+        raise Unavailable(
+            f"TF Serving's metadata for model '{response.model_spec.name}' carries no "
+            "signature_def map"
+        )
+    return ModelMetadata(
+        model=response.model_spec.name,
+        version=response.model_spec.version.value,
+        signatures={k: _signature(v) for k, v in sorted(signature_map.signature_def.items())},
+    )

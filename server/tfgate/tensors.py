@@ -1,0 +1,257 @@
+"""Conversion between tfgate.v1.Tensor, numpy arrays and TF Serving's TensorProto.
+
+Pure functions, no I/O. Numeric data moves as whole arrays: a request's values become one
+``tensor_content`` buffer, and a response's values are written as one packed field, so no step
+loops over elements in Python. Arrays hold each dtype's wire layout (see tfgate.dtypes); string
+tensors are object arrays of ``bytes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import numpy as np
+
+from tfgate import dtypes, wire
+from tfgate.dtypes import DType
+from tfgate.errors import BadBackendAnswer, InvalidArgument, Unsupported
+from tfgate.tfs.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
+from tfgate.v1 import inference_pb2
+
+Array = np.ndarray[Any, Any]
+Shape = tuple[int, ...]
+
+# The value lists of tfgate.v1.Tensor, in field order.
+VALUE_LISTS: Final = ("floats", "doubles", "ints", "strings", "bytes_values", "bools")
+_F32: Final = np.dtype("<f4")
+_F64: Final = np.dtype("<f8")
+
+
+def _describe(shape: Shape | None) -> str:
+    return "unknown rank" if shape is None else "[" + ", ".join(map(str, shape)) + "]"
+
+
+def check_shape(what: str, shape: Shape, spec: Shape | None) -> None:
+    """Refuses ``shape`` where the signature's ``spec`` (-1: any size) says otherwise."""
+    if spec is None:
+        return
+    if len(shape) != len(spec) or any(s >= 0 and s != d for d, s in zip(shape, spec, strict=True)):
+        raise InvalidArgument(
+            f"{what}: shape {_describe(shape)} does not match the signature's {_describe(spec)}"
+        )
+
+
+def _request_shape(what: str, tensor: inference_pb2.Tensor, count: int, spec: Shape | None) -> Shape:
+    if not tensor.shape:
+        # No shape: 1-D, unless the signature wants a scalar and there is one value.
+        return () if spec == () and count == 1 else (count,)
+    shape = tuple(tensor.shape)
+    if any(d < 0 for d in shape):
+        raise InvalidArgument(f"{what}: shape {_describe(shape)} has a negative dimension")
+    size = int(np.prod(shape, dtype=np.int64))
+    if size != count:
+        raise InvalidArgument(
+            f"{what}: shape {_describe(shape)} holds {size} values, but {count} were given"
+        )
+    return shape
+
+
+def _chosen_list(what: str, tensor: inference_pb2.Tensor) -> str | None:
+    present = [name for name in VALUE_LISTS if len(getattr(tensor, name))]
+    if len(present) > 1:
+        raise InvalidArgument(f"{what}: set exactly one value list, got {', '.join(present)}")
+    return present[0] if present else None
+
+
+def _to_float(what: str, values: Array, dtype: DType) -> Array:
+    assert dtype.wire is not None
+    with np.errstate(over="ignore", invalid="ignore"):
+        if dtype.is_bfloat16:
+            out = float32_to_bfloat16(values.astype(np.float32))
+            overflow = np.isinf(bfloat16_to_float32(out))
+        else:
+            out = values.astype(dtype.wire)
+            overflow = np.isinf(out)
+    if overflow.any() and np.isfinite(values[overflow]).any():
+        raise InvalidArgument(f"{what}: a value is out of range for {dtype.name}")
+    return out
+
+
+def _to_int(what: str, values: Array, dtype: DType) -> Array:
+    assert dtype.wire is not None
+    low, high = dtypes.int_range(dtype)
+    if values.dtype.kind == "f":
+        if not np.isfinite(values).all() or (np.trunc(values) != values).any():
+            raise InvalidArgument(
+                f"{what}: {dtype.name} needs whole numbers, got a value with a fraction "
+                "(send ints)"
+            )
+    if values.size and (values.min() < low or values.max() > high):
+        raise InvalidArgument(f"{what}: a value is out of range for {dtype.name} [{low}, {high}]")
+    return values.astype(dtype.wire)
+
+
+def from_domain(what: str, tensor: inference_pb2.Tensor, dtype: DType, spec: Shape | None) -> Array:
+    """The request tensor ``tensor`` as an array of ``dtype``, validated against ``spec``.
+
+    ``what`` names the tensor in error messages, e.g. "input 'x'".
+    """
+    chosen = _chosen_list(what, tensor)
+    values = getattr(tensor, chosen) if chosen else ()
+    shape = _request_shape(what, tensor, len(values), spec)
+    check_shape(what, shape, spec)
+    if dtype.kind == "unsupported":
+        raise Unsupported(f"{what}: the signature's dtype {dtype.name} cannot be fed by tfgate")
+    if chosen is None:
+        if dtype.kind == "string":
+            return np.empty(shape, dtype=object)
+        assert dtype.wire is not None
+        return np.zeros(shape, dtype=dtype.wire)
+    if dtype.kind == "string":
+        if chosen == "strings":
+            return _object_array(list(map(str.encode, values)), shape)
+        if chosen == "bytes_values":
+            return _object_array(list(values), shape)
+    elif dtype.kind == "bool":
+        if chosen == "bools":
+            return np.array(values, dtype=np.bool_).reshape(shape)
+    elif chosen == "ints":
+        source = np.array(values, dtype=np.int64)
+        converted = _to_int(what, source, dtype) if dtype.kind == "int" else _to_float(
+            what, source, dtype
+        )
+        return converted.reshape(shape)
+    elif chosen in ("floats", "doubles"):
+        source = np.array(values, dtype=np.float32 if chosen == "floats" else np.float64)
+        converted = _to_int(what, source, dtype) if dtype.kind == "int" else _to_float(
+            what, source, dtype
+        )
+        return converted.reshape(shape)
+    expected = {
+        "string": "strings or bytes_values",
+        "bool": "bools",
+        "int": "ints (or whole-number floats)",
+        "float": "floats, doubles or ints",
+    }[dtype.kind]
+    raise InvalidArgument(f"{what}: expects {dtype.name} ({expected}), got {chosen}")
+
+
+def _object_array(items: Sequence[bytes], shape: Shape) -> Array:
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out.reshape(shape)
+
+
+def to_proto(array: Array, dtype: DType) -> tensor_pb2.TensorProto:
+    """``array`` (in ``dtype``'s wire layout) as a TensorProto; numbers go in tensor_content."""
+    proto = tensor_pb2.TensorProto(
+        dtype=dtype.enum,  # type: ignore[arg-type]
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in array.shape]
+        ),
+    )
+    if dtype.kind == "string":
+        proto.string_val.extend(array.ravel().tolist())
+    else:
+        assert dtype.wire is not None
+        proto.tensor_content = np.ascontiguousarray(array, dtype=dtype.wire).tobytes()
+    return proto
+
+
+def from_proto(what: str, proto: tensor_pb2.TensorProto) -> tuple[DType, Array]:
+    """The values of a TensorProto, in either encoding, as an array and its DType.
+
+    ``*_val`` lists shorter than the shape repeat their last value (TensorFlow's broadcast form).
+    """
+    dtype = dtypes.from_enum(proto.dtype)
+    if dtype.kind == "unsupported":
+        raise Unsupported(f"{what}: dtype {dtype.name} cannot be carried by tfgate.v1.Tensor")
+    if proto.tensor_shape.unknown_rank:
+        raise Unsupported(f"{what}: TF Serving returned a tensor of unknown rank")
+    shape = tuple(int(d.size) for d in proto.tensor_shape.dim)
+    size = int(np.prod(shape, dtype=np.int64))
+    values: Array
+    if dtype.kind == "string":
+        values = _object_array(list(proto.string_val), (len(proto.string_val),))
+    elif proto.tensor_content:
+        assert dtype.wire is not None
+        if len(proto.tensor_content) != size * dtype.wire.itemsize:
+            raise BadBackendAnswer(
+                f"{what}: tensor_content has {len(proto.tensor_content)} bytes, "
+                f"shape {_describe(shape)} of {dtype.name} needs {size * dtype.wire.itemsize}"
+            )
+        return dtype, np.frombuffer(proto.tensor_content, dtype=dtype.wire).reshape(shape)
+    else:
+        assert dtype.wire is not None and dtype.val_field is not None
+        listed = getattr(proto, dtype.val_field)
+        if dtype.val_field == "half_val":
+            # 16-bit patterns, one per int32 entry.
+            values = np.array(listed, dtype=np.int32).astype(np.uint16).view(dtype.wire)
+        elif dtype.val_field == "int_val":
+            values = np.array(listed, dtype=np.int32).astype(dtype.wire)
+        else:
+            values = np.array(listed, dtype=dtype.wire)
+    count = len(values)
+    if count > size:
+        raise BadBackendAnswer(
+            f"{what}: {count} values for shape {_describe(shape)} of {size} elements"
+        )
+    if count < size:
+        fill = values[-1] if count else (b"" if dtype.kind == "string" else 0)
+        padded = np.empty(size, dtype=values.dtype if count else _fill_dtype(dtype))
+        padded[:count] = values
+        padded[count:] = fill
+        values = padded
+    return dtype, values.reshape(shape)
+
+
+def _fill_dtype(dtype: DType) -> np.dtype[Any]:
+    return np.dtype(object) if dtype.kind == "string" else np.dtype(dtype.wire)
+
+
+def to_domain(what: str, array: Array, dtype: DType) -> inference_pb2.Tensor:
+    """``array`` as a tfgate.v1.Tensor, its value list chosen by ``dtype``."""
+    return inference_pb2.Tensor.FromString(to_domain_bytes(what, array, dtype))
+
+
+def to_domain_bytes(what: str, array: Array, dtype: DType) -> bytes:
+    """``array`` as a serialized tfgate.v1.Tensor (see ``to_domain``)."""
+    flat = array.ravel()
+    parts = [wire.packed_varints(1, np.asarray(array.shape, dtype=np.int64))]
+    if dtype.kind == "float":
+        if dtype.wire == _F64:
+            parts.append(wire.length_delimited(3, flat.astype(_F64).tobytes()))
+        else:
+            as_f32 = bfloat16_to_float32(flat) if dtype.is_bfloat16 else flat.astype(_F32)
+            parts.append(wire.length_delimited(2, as_f32.astype(_F32).tobytes()))
+    elif dtype.kind == "int":
+        if dtype.name == "uint64" and flat.size and flat.max() > np.iinfo(np.int64).max:
+            raise Unsupported(f"{what}: a uint64 value does not fit tfgate.v1.Tensor.ints")
+        parts.append(wire.packed_varints(4, flat.astype(np.int64)))
+    elif dtype.kind == "bool":
+        parts.append(wire.length_delimited(7, flat.astype(np.uint8).tobytes()))
+    parts.append(wire.length_delimited(8, dtype.name.encode()))
+    if dtype.kind != "string":
+        return b"".join(parts)
+    tensor = inference_pb2.Tensor.FromString(b"".join(parts))
+    items = flat.tolist()
+    try:
+        tensor.strings.extend(list(map(bytes.decode, items)))
+    except UnicodeDecodeError:
+        tensor.bytes_values.extend(items)
+    return tensor.SerializeToString()
+
+
+def float32_to_bfloat16(values: Array) -> Array:
+    """float32 → bfloat16 bit patterns (uint16), rounding to nearest even; NaN stays NaN."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+    out = rounded.astype(np.uint16)
+    out[np.isnan(values)] = 0x7FC0
+    return out
+
+
+def bfloat16_to_float32(bits: Array) -> Array:
+    """bfloat16 bit patterns (uint16) → float32, exactly."""
+    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)

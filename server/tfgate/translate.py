@@ -1,0 +1,171 @@
+"""tfgate.v1 requests to TF Serving requests, and TF Serving answers back to tfgate.v1.
+
+Pure: every check that can be made without the backend is made here, so that a request that
+would fail never reaches TF Serving. TF Serving's message types stay inside this module and
+tfgate.upstream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from google.protobuf import wrappers_pb2
+
+from tfgate import tensors, wire
+from tfgate.errors import FailedPrecondition, InvalidArgument
+from tfgate.signatures import DEFAULT_SIGNATURE, SIGNATURE_DEF_FIELD, ModelMetadata, Signature
+from tfgate.tfs.tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    predict_pb2,
+)
+from tfgate.v1 import inference_pb2
+
+# ModelVersionStatus.State numbers (tensorflow_serving/apis/get_model_status.proto).
+_STATES: Final = {0: "UNKNOWN", 10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "UNLOADING", 50: "END"}
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which version of which model a caller asked for: a number, a label, or the latest."""
+
+    model: str
+    version: int = 0
+    label: str = ""
+
+    def describe(self) -> str:
+        if self.version:
+            return f"model '{self.model}' version {self.version}"
+        if self.label:
+            return f"model '{self.model}' label '{self.label}'"
+        return f"model '{self.model}'"
+
+    def model_spec(self, signature: str = "") -> model_pb2.ModelSpec:
+        spec = model_pb2.ModelSpec(name=self.model, signature_name=signature)
+        if self.version:
+            spec.version.CopyFrom(wrappers_pb2.Int64Value(value=self.version))
+        elif self.label:
+            spec.version_label = self.label
+        return spec
+
+
+def selector(model: str, version: int, label: str) -> Selector:
+    """Checks the model/version/version_label fields shared by Predict and GetModel."""
+    if not model:
+        raise InvalidArgument("model: required, got an empty name")
+    if version < 0:
+        raise InvalidArgument(f"version: must be positive (or 0 for the latest), got {version}")
+    if version and label:
+        raise InvalidArgument(
+            f"version and version_label: set at most one, got {version} and '{label}'"
+        )
+    return Selector(model, version, label)
+
+
+def metadata_request(sel: Selector) -> get_model_metadata_pb2.GetModelMetadataRequest:
+    return get_model_metadata_pb2.GetModelMetadataRequest(
+        model_spec=sel.model_spec(), metadata_field=[SIGNATURE_DEF_FIELD]
+    )
+
+
+def status_request(model: str) -> get_model_status_pb2.GetModelStatusRequest:
+    return get_model_status_pb2.GetModelStatusRequest(model_spec=model_pb2.ModelSpec(name=model))
+
+
+def signature_of(meta: ModelMetadata, name: str) -> tuple[str, Signature]:
+    key = name or DEFAULT_SIGNATURE
+    found = meta.signatures.get(key)
+    if found is None:
+        # TF Serving's own code and words for this case.
+        raise FailedPrecondition(
+            f'Serving signature key "{key}" not found. Model \'{meta.model}\' version '
+            f"{meta.version} has: {', '.join(meta.signatures) or 'none'}"
+        )
+    return key, found
+
+
+def predict_request(
+    request: inference_pb2.PredictRequest, sel: Selector, meta: ModelMetadata
+) -> predict_pb2.PredictRequest:
+    """The TF Serving PredictRequest for ``request``, validated against the signature."""
+    name, signature = signature_of(meta, request.signature)
+    where = f"signature '{name}' of model '{meta.model}' version {meta.version}"
+    unknown = sorted(set(request.inputs) - set(signature.inputs))
+    if unknown:
+        raise InvalidArgument(
+            f"input '{unknown[0]}': not an input of {where} (inputs: "
+            f"{', '.join(signature.inputs)})"
+        )
+    missing = [k for k in signature.inputs if k not in request.inputs]
+    if missing:
+        specs = ", ".join(f"'{k}' ({signature.inputs[k].describe()})" for k in missing)
+        raise InvalidArgument(f"inputs: missing {specs}, required by {where}")
+    seen: set[str] = set()
+    for alias in request.output_filter:
+        if alias not in signature.outputs:
+            raise InvalidArgument(
+                f"output_filter: '{alias}' is not an output of {where} (outputs: "
+                f"{', '.join(signature.outputs)})"
+            )
+        if alias in seen:
+            raise InvalidArgument(f"output_filter: '{alias}' is listed twice")
+        seen.add(alias)
+
+    out = predict_pb2.PredictRequest(
+        model_spec=sel.model_spec(name), output_filter=request.output_filter
+    )
+    for key, tensor in request.inputs.items():
+        spec = signature.inputs[key]
+        array = tensors.from_domain(f"input '{key}'", tensor, spec.dtype, spec.shape)
+        out.inputs[key].CopyFrom(tensors.to_proto(array, spec.dtype))
+    return out
+
+
+def predict_response(
+    response: predict_pb2.PredictResponse, sel: Selector, signature: str
+) -> inference_pb2.PredictResponse:
+    """TF Serving's answer as a tfgate.v1.PredictResponse."""
+    spec = response.model_spec
+    # Written as wire bytes and parsed once: large outputs never pass through Python lists.
+    parts = [
+        wire.length_delimited(1, (spec.name or sel.model).encode()),
+        wire.int64_field(2, spec.version.value),
+        wire.length_delimited(3, (spec.signature_name or signature).encode()),
+    ]
+    for key, proto in response.outputs.items():
+        what = f"output '{key}'"
+        dtype, array = tensors.from_proto(what, proto)
+        entry = wire.length_delimited(1, key.encode()) + wire.length_delimited(
+            2, tensors.to_domain_bytes(what, array, dtype)
+        )
+        parts.append(wire.length_delimited(4, entry))
+    return inference_pb2.PredictResponse.FromString(b"".join(parts))
+
+
+def _tensor_spec(spec: tensors.Shape | None, dtype_name: str) -> inference_pb2.TensorSpec:
+    if spec is None:
+        return inference_pb2.TensorSpec(dtype=dtype_name, unknown_rank=True)
+    return inference_pb2.TensorSpec(dtype=dtype_name, shape=spec)
+
+
+def model_view(
+    status: get_model_status_pb2.GetModelStatusResponse, meta: ModelMetadata
+) -> inference_pb2.Model:
+    """The tfgate.v1.Model for GetModel: every version's state, one version's signatures."""
+    model = inference_pb2.Model(name=meta.model, version=meta.version)
+    for item in sorted(status.model_version_status, key=lambda s: s.version):
+        model.versions.add(
+            version=item.version,
+            state=_STATES.get(item.state, f"STATE_{item.state}"),
+            error=item.status.error_message,
+        )
+    for name, signature in meta.signatures.items():
+        view = model.signatures[name]
+        view.method = signature.method
+        for key, spec in signature.inputs.items():
+            view.inputs[key].CopyFrom(_tensor_spec(spec.shape, spec.dtype.name))
+        for key, spec in signature.outputs.items():
+            view.outputs[key].CopyFrom(_tensor_spec(spec.shape, spec.dtype.name))
+    return model

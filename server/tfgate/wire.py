@@ -1,0 +1,65 @@
+"""Just enough of the protobuf wire format to write large repeated fields without a Python loop.
+
+Filling a repeated field element by element costs ~0.3 µs per value; writing the packed field's
+bytes with numpy and parsing them back is ~100× faster for large tensors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+_LEN = 2  # wire type of length-delimited fields, packed repeated fields included
+
+
+def varint(value: int) -> bytes:
+    """One unsigned varint."""
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def length_delimited(field: int, payload: bytes) -> bytes:
+    """Field ``field`` holding ``payload``; an empty payload writes nothing (proto3 default)."""
+    if not payload:
+        return b""
+    return varint(field << 3 | _LEN) + varint(len(payload)) + payload
+
+
+def int64_field(field: int, value: int) -> bytes:
+    """A singular int64 field; 0 writes nothing (proto3 default)."""
+    if not value:
+        return b""
+    return varint(field << 3) + varint(value & 0xFFFF_FFFF_FFFF_FFFF)
+
+
+def encode_varints(values: np.ndarray[Any, Any]) -> bytes:
+    """Each int64 of ``values`` as a varint (negatives as their 10-byte two's complement)."""
+    u = np.ascontiguousarray(values, dtype=np.int64).view(np.uint64).ravel()
+    if not u.size:
+        return b""
+    groups = np.ones(u.size, dtype=np.int64)
+    for k in range(1, 10):
+        groups += (u >> np.uint64(7 * k)) != 0
+    starts = np.cumsum(groups) - groups
+    out = np.empty(int(groups.sum()), dtype=np.uint8)
+    for k in range(10):
+        has = groups > k
+        if not has.any():
+            break
+        low7 = ((u[has] >> np.uint64(7 * k)) & np.uint64(0x7F)).astype(np.uint8)
+        more = (groups[has] > k + 1).astype(np.uint8) << np.uint8(7)
+        out[starts[has] + k] = low7 | more
+    return out.tobytes()
+
+
+def packed_varints(field: int, values: np.ndarray[Any, Any]) -> bytes:
+    """A packed repeated int64 field."""
+    return length_delimited(field, encode_varints(values))

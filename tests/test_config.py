@@ -1,0 +1,96 @@
+"""Config: precedence flag > environment > file > default, and validation naming the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tfgate import config
+from tfgate.config import Config, ConfigError, RetryPolicy
+
+NO_FLAGS: dict[str, object] = {"listen": None, "backend": None, "max_concurrency": None}
+
+
+def test_defaults() -> None:
+    loaded = config.load(NO_FLAGS, {})
+    assert loaded == Config()
+    assert loaded.retry.codes == {config.grpc.StatusCode.UNAVAILABLE}
+
+
+def test_precedence(tmp_path: Path) -> None:
+    path = tmp_path / "tfgate.toml"
+    path.write_text(
+        'listen = "0.0.0.0:9000"\nbackend = "file:1"\nmax_concurrency = 5\n'
+        "[retry]\nmax_attempts = 7\n"
+    )
+    env = {"TFGATE_BACKEND": "env:2", "TFGATE_MAX_CONCURRENCY": "6"}
+    loaded = config.load({"max_concurrency": 9}, env, str(path))
+    assert loaded.listen == "0.0.0.0:9000"  # file
+    assert loaded.backend == "env:2"  # env beats file
+    assert loaded.max_concurrency == 9  # flag beats env
+    assert loaded.retry.max_attempts == 7
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("default_timeout = 2.5\n")
+    assert config.load({}, {"TFGATE_CONFIG": str(path)}).default_timeout == 2.5
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "needle"),
+    [
+        ({"listen": "nohost"}, {}, "listen: expected HOST:PORT"),
+        ({"backend": "h:99999"}, {}, "backend: expected HOST:PORT"),
+        ({"max_concurrency": 0}, {}, "max_concurrency: must be at least 1"),
+        ({}, {"TFGATE_MAX_CONCURRENCY": "lots"}, "max_concurrency (from environment)"),
+        ({}, {"TFGATE_DEFAULT_TIMEOUT": "-1"}, "default_timeout: must be positive"),
+        ({}, {"TFGATE_LOG_LEVEL": "LOUD"}, "log_level"),
+    ],
+)
+def test_bad_settings_name_the_setting(flags, env, needle) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load(flags, env)
+    assert needle in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("nonsense = 1\n", "nonsense (from config file"),
+        ("max_concurrency = 'many'\n", "max_concurrency (from config file"),
+        ("[retry]\nmax_attempts = 0\n", "retry.max_attempts: must be at least 1"),
+        ("[retry]\nretryable_codes = ['INVALID_ARGUMENT']\n", "cannot succeed on a retry"),
+        ("[retry]\nretryable_codes = ['NOPE']\n", "not a gRPC status code"),
+        ("[retry]\ncolour = 1\n", "retry.colour"),
+        ("listen = \n", "config file"),
+    ],
+)
+def test_bad_files(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        config.load({}, {}, str(path))
+    assert needle in str(info.value)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="config file /nonexistent.toml"):
+        config.load({}, {}, "/nonexistent.toml")
+
+
+def test_backend_targets() -> None:
+    assert Config(backend="dns:///tf-serving:8500").backend.startswith("dns:")
+    assert Config(backend="[::1]:8500").backend == "[::1]:8500"
+    with pytest.raises(ConfigError, match="unsupported target scheme"):
+        Config(backend="http://x:1")
+
+
+def test_retry_policy_bounds() -> None:
+    with pytest.raises(ConfigError, match="initial_backoff"):
+        RetryPolicy(initial_backoff=2.0, max_backoff=1.0)
+    assert RetryPolicy(retryable_codes=("UNAVAILABLE", "RESOURCE_EXHAUSTED")).codes == {
+        config.grpc.StatusCode.UNAVAILABLE,
+        config.grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }

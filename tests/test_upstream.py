@@ -1,0 +1,155 @@
+"""Retries, the concurrency cap, deadlines and cancellation, against the fake TF Serving."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import pytest
+
+from tests.conftest import Running, StartGateway
+from tests.fake_tfserving import FakeTFServing
+from tests.test_gateway import expect_error, hp2
+
+pytestmark = pytest.mark.asyncio
+
+
+async def warm(gw: Running) -> None:
+    """One call, so the signature is cached and later counts are Predict's alone."""
+    await gw.stub.Predict(hp2())
+
+
+async def test_unavailable_is_retried_until_it_recovers(gw: Running, backend: FakeTFServing) -> None:
+    await warm(gw)
+    backend.calls.clear()
+    backend.fail_next(grpc.StatusCode.UNAVAILABLE, 2)
+    answer = await gw.stub.Predict(hp2(), timeout=5)
+    assert answer.version == 2
+    assert backend.calls["Predict"] == 3
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ],
+)
+async def test_other_codes_are_not_retried(gw: Running, backend: FakeTFServing, code) -> None:
+    await warm(gw)
+    backend.calls.clear()
+    backend.fail_next(code, 1, "injected failure")
+    await expect_error(gw.stub.Predict(hp2(), timeout=5), code, "injected failure")
+    assert backend.calls["Predict"] == 1
+
+
+async def test_retries_stop_after_max_attempts(start_gateway: StartGateway, backend: FakeTFServing) -> None:
+    gw = await start_gateway(backend.target, retry={"max_attempts": 3})
+    await warm(gw)
+    backend.calls.clear()
+    backend.fail_next(grpc.StatusCode.UNAVAILABLE, 10, "still down")
+    await expect_error(gw.stub.Predict(hp2(), timeout=5), grpc.StatusCode.UNAVAILABLE, "still down")
+    assert backend.calls["Predict"] == 3
+
+
+async def test_retries_never_outlive_the_deadline(start_gateway: StartGateway, backend: FakeTFServing) -> None:
+    gw = await start_gateway(
+        backend.target, retry={"max_attempts": 100, "initial_backoff": 0.1, "max_backoff": 0.1}
+    )
+    await warm(gw)
+    backend.calls.clear()
+    backend.fail_next(grpc.StatusCode.UNAVAILABLE, 100)
+    start = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await gw.stub.Predict(hp2(), timeout=0.5)
+    elapsed = time.monotonic() - start
+    assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    assert elapsed < 1.0
+    calls = backend.calls["Predict"]
+    await asyncio.sleep(0.5)
+    assert backend.calls["Predict"] == calls  # nothing retried after the caller left
+    assert calls < 100
+
+
+async def test_dead_backend_is_unavailable(start_gateway: StartGateway) -> None:
+    gw = await start_gateway("127.0.0.1:1", retry={"max_attempts": 2})
+    await expect_error(gw.stub.Predict(hp2(), timeout=5), grpc.StatusCode.UNAVAILABLE)
+
+
+async def test_concurrency_cap_holds_under_40_calls(start_gateway: StartGateway, backend: FakeTFServing) -> None:
+    gw = await start_gateway(backend.target, max_concurrency=4)
+    await warm(gw)
+    backend.delay = 0.05
+    answers = await asyncio.gather(*(gw.stub.Predict(hp2(), timeout=10) for _ in range(40)))
+    assert all(a.version == 2 for a in answers)
+    assert backend.max_in_flight == 4
+
+
+async def test_waiting_for_a_slot_respects_the_deadline(start_gateway: StartGateway, backend: FakeTFServing) -> None:
+    gw = await start_gateway(backend.target, max_concurrency=1)
+    await warm(gw)
+    backend.delay = 1.0
+    slow = asyncio.ensure_future(gw.stub.Predict(hp2(), timeout=5))
+    await asyncio.sleep(0.1)
+    await expect_error(gw.stub.Predict(hp2(), timeout=0.3), grpc.StatusCode.DEADLINE_EXCEEDED)
+    assert (await slow).version == 2
+
+
+async def test_client_deadline_ends_and_cancels_the_backend_call(gw: Running, backend: FakeTFServing) -> None:
+    await warm(gw)
+    backend.delay = 5.0
+    start = time.monotonic()
+    await expect_error(gw.stub.Predict(hp2(), timeout=0.3), grpc.StatusCode.DEADLINE_EXCEEDED)
+    assert time.monotonic() - start < 1.0
+    for _ in range(50):
+        if backend.cancelled:
+            break
+        await asyncio.sleep(0.02)
+    assert backend.cancelled == 1
+    assert backend.in_flight == 0
+
+
+async def test_client_cancellation_cancels_the_backend_call(gw: Running, backend: FakeTFServing) -> None:
+    await warm(gw)
+    backend.delay = 5.0
+    call = gw.stub.Predict(hp2(), timeout=10)
+    await asyncio.sleep(0.2)
+    assert backend.in_flight == 1
+    call.cancel()
+    for _ in range(50):
+        if backend.cancelled:
+            break
+        await asyncio.sleep(0.02)
+    assert backend.cancelled == 1
+
+
+async def test_health_follows_the_backend(start_gateway: StartGateway) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    fake = FakeTFServing()
+    port = await fake.start()
+    gw = await start_gateway(fake.target, health_interval=0.1)
+    health = health_pb2_grpc.HealthStub(gw.channel)
+
+    async def status(service: str = "") -> int:
+        return (await health.Check(health_pb2.HealthCheckRequest(service=service))).status
+
+    async def wait_for(wanted: int) -> None:
+        for _ in range(60):
+            if await status() == wanted:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"health never became {wanted}")
+
+    await wait_for(health_pb2.HealthCheckResponse.SERVING)
+    assert await status("tfgate.v1.InferenceService") == health_pb2.HealthCheckResponse.SERVING
+    await fake.stop()
+    await wait_for(health_pb2.HealthCheckResponse.NOT_SERVING)
+    fake = FakeTFServing()
+    await fake.start(port)
+    await wait_for(health_pb2.HealthCheckResponse.SERVING)
+    await fake.stop()
