@@ -19,7 +19,7 @@ from tfgate.v1 import inference_pb2_grpc
 class Running:
     gateway: Gateway
     channel: grpc.aio.Channel
-    stub: inference_pb2_grpc.InferenceServiceStub
+    stub: inference_pb2_grpc.InferenceServiceAsyncStub
 
     @property
     def target(self) -> str:
@@ -43,7 +43,11 @@ async def start_gateway() -> AsyncIterator[StartGateway]:
     started: list[Running] = []
 
     async def start(backend: str, retry: dict[str, Any] | None = None, **overrides: Any) -> Running:
-        settings: dict[str, Any] = {"listen": "127.0.0.1:0", "backend": backend, "health_interval": 0.2}
+        settings: dict[str, Any] = {
+            "listen": "127.0.0.1:0",
+            "backend": backend,
+            "health_interval": 0.2,
+        }
         settings.update(overrides)
         config = Config(
             **settings,

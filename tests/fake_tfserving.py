@@ -19,7 +19,6 @@ import grpc
 import numpy as np
 
 from tfgate.tfs.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from tfgate.tfs.tensorflow.core.protobuf import meta_graph_pb2
 from tfgate.tfs.tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -30,7 +29,7 @@ from tfgate.tfs.tensorflow_serving.apis import (
 
 Arrays = dict[str, np.ndarray]
 
-NUMPY_OF = {
+NUMPY_OF: dict[Any, Any] = {
     types_pb2.DT_FLOAT: np.float32,
     types_pb2.DT_DOUBLE: np.float64,
     types_pb2.DT_INT8: np.int8,
@@ -96,7 +95,7 @@ ECHO_DTYPES = {
 def echo() -> Sig:
     """One input per dtype (unknown rank), each returned unchanged as the output of that name."""
     specs = {name: (dt, None) for name, dt in ECHO_DTYPES.items()}
-    return Sig(inputs=dict(specs), outputs=dict(specs), fn=lambda a: dict(a))
+    return Sig(inputs=dict(specs), outputs=dict(specs), fn=dict)
 
 
 def default_models() -> dict[str, Model]:
@@ -112,8 +111,10 @@ def default_models() -> dict[str, Model]:
     )
     return {
         "half_plus_two": Model(
-            versions={1: Version({"serving_default": half_plus(2.0)}),
-                      2: Version({"serving_default": half_plus(3.0)})},
+            versions={
+                1: Version({"serving_default": half_plus(2.0)}),
+                2: Version({"serving_default": half_plus(3.0)}),
+            },
             labels={"stable": 1, "canary": 2},
         ),
         "echo": Model(versions={1: Version({"serving_default": echo()})}),
@@ -145,7 +146,7 @@ def decode(proto: tensor_pb2.TensorProto) -> np.ndarray:
     return values.reshape(shape)
 
 
-def encode(array: np.ndarray, dtype: int, tensor_content: bool) -> tensor_pb2.TensorProto:
+def encode(array: np.ndarray, dtype: Any, tensor_content: bool) -> tensor_pb2.TensorProto:
     proto = tensor_pb2.TensorProto(
         dtype=dtype,
         tensor_shape=tensor_shape_pb2.TensorShapeProto(
@@ -180,7 +181,8 @@ class Abort(Exception):
 
 
 class FakeTFServing(
-    prediction_service_pb2_grpc.PredictionServiceServicer, model_service_pb2_grpc.ModelServiceServicer
+    prediction_service_pb2_grpc.PredictionServiceServicer,
+    model_service_pb2_grpc.ModelServiceServicer,
 ):
     def __init__(self, models: dict[str, Model] | None = None, *, tensor_content: bool = False):
         self.models = default_models() if models is None else models
@@ -250,7 +252,11 @@ class FakeTFServing(
             await context.abort(code, message)
 
     async def _run(
-        self, method: str, context: grpc.aio.ServicerContext, body: Callable[[], Any], probe: bool = False
+        self,
+        method: str,
+        context: grpc.aio.ServicerContext,
+        body: Callable[[], Any],
+        probe: bool = False,
     ):
         """Runs one call; ``probe`` calls (tfgate's health checks) skip the faults and counters."""
         if probe:
@@ -272,7 +278,12 @@ class FakeTFServing(
         finally:
             self.in_flight -= 1
 
-    async def Predict(self, request: predict_pb2.PredictRequest, context):  # noqa: N802
+    async def _unimplemented(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not served by this test backend")
+
+    Classify = Regress = MultiInference = HandleReloadConfigRequest = _unimplemented
+
+    async def Predict(self, request: predict_pb2.PredictRequest, context):
         return await self._run("Predict", context, lambda: self._predict(request))
 
     def _predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
@@ -287,13 +298,16 @@ class FakeTFServing(
             raise Abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "input size does not match signature: "
-                f"{len(request.inputs)}!={len(sig.inputs)} len({{{','.join(sorted(request.inputs))}}}) "
+                f"{len(request.inputs)}!={len(sig.inputs)} "
+                f"len({{{','.join(sorted(request.inputs))}}}) "
                 f"!= len({{{','.join(sorted(sig.inputs))}}})",
             )
         arrays = {}
         for alias, proto in request.inputs.items():
             if proto.dtype != sig.inputs[alias][0]:
-                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"Expects arg {alias} to be other dtype")
+                raise Abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"Expects arg {alias} to be other dtype"
+                )
             arrays[alias] = decode(proto)
         outputs = sig.fn(arrays)
         wanted = list(request.output_filter) or list(sig.outputs)
@@ -314,7 +328,7 @@ class FakeTFServing(
             response.outputs[alias].CopyFrom(encode(array, dtype, self.tensor_content))
         return response
 
-    async def GetModelMetadata(self, request, context):  # noqa: N802
+    async def GetModelMetadata(self, request, context):
         return await self._run("GetModelMetadata", context, lambda: self._metadata(request))
 
     def _metadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest):
@@ -344,7 +358,7 @@ class FakeTFServing(
         response.metadata["signature_def"].Pack(sig_map)
         return response
 
-    async def GetModelStatus(self, request, context):  # noqa: N802
+    async def GetModelStatus(self, request, context):
         probe = not request.model_spec.name
         return await self._run("GetModelStatus", context, lambda: self._status(request), probe)
 
@@ -360,5 +374,5 @@ class FakeTFServing(
         response = get_model_status_pb2.GetModelStatusResponse()
         for version, servable in sorted(model.versions.items()):
             item = response.model_version_status.add(version=version, state=servable.state)
-            item.status.error_code = 0
+            item.status.error_code = 0  # type: ignore[assignment]
         return response

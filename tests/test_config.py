@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+import grpc
+
 from tfgate import config
 from tfgate.config import Config, ConfigError, RetryPolicy
 
@@ -15,7 +17,7 @@ NO_FLAGS: dict[str, object] = {"listen": None, "backend": None, "max_concurrency
 def test_defaults() -> None:
     loaded = config.load(NO_FLAGS, {})
     assert loaded == Config()
-    assert loaded.retry.codes == {config.grpc.StatusCode.UNAVAILABLE}
+    assert loaded.retry.codes == {grpc.StatusCode.UNAVAILABLE}
 
 
 def test_precedence(tmp_path: Path) -> None:
@@ -76,7 +78,7 @@ def test_bad_files(tmp_path: Path, text: str, needle: str) -> None:
 
 
 def test_missing_file() -> None:
-    with pytest.raises(ConfigError, match="config file /nonexistent.toml"):
+    with pytest.raises(ConfigError, match=r"config file /nonexistent\.toml"):
         config.load({}, {}, "/nonexistent.toml")
 
 
@@ -91,6 +93,6 @@ def test_retry_policy_bounds() -> None:
     with pytest.raises(ConfigError, match="initial_backoff"):
         RetryPolicy(initial_backoff=2.0, max_backoff=1.0)
     assert RetryPolicy(retryable_codes=("UNAVAILABLE", "RESOURCE_EXHAUSTED")).codes == {
-        config.grpc.StatusCode.UNAVAILABLE,
-        config.grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
     }

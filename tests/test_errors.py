@@ -10,7 +10,9 @@ from tfgate.config import NEVER_RETRY
 
 
 def test_every_backend_code_is_mapped() -> None:
-    unmapped = [c for c in grpc.StatusCode if c is not grpc.StatusCode.OK and c not in errors.BACKEND_CODES]
+    unmapped = [
+        c for c in grpc.StatusCode if c is not grpc.StatusCode.OK and c not in errors.BACKEND_CODES
+    ]
     assert unmapped == []
     assert grpc.StatusCode.OK not in errors.BACKEND_CODES
 

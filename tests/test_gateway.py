@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import numpy as np
 import pytest
@@ -61,10 +63,18 @@ async def test_predict_routes_versions(gw: Running, fields, version: int, offset
 @pytest.mark.parametrize(
     ("request_", "code", "needle"),
     [
-        (hp2(version=1, version_label="stable"), grpc.StatusCode.INVALID_ARGUMENT, "set at most one"),
+        (
+            hp2(version=1, version_label="stable"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "set at most one",
+        ),
         (PredictRequest(), grpc.StatusCode.INVALID_ARGUMENT, "model: required"),
         (hp2(version=-3), grpc.StatusCode.INVALID_ARGUMENT, "version: must be positive"),
-        (PredictRequest(model="half_plus_two"), grpc.StatusCode.INVALID_ARGUMENT, "missing 'x' (float32 [-1])"),
+        (
+            PredictRequest(model="half_plus_two"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "missing 'x' (float32 [-1])",
+        ),
         (
             PredictRequest(model="half_plus_two", inputs={"x": T(floats=[1]), "z": T(floats=[1])}),
             grpc.StatusCode.INVALID_ARGUMENT,
@@ -82,7 +92,11 @@ async def test_predict_routes_versions(gw: Running, fields, version: int, offset
         ),
         (hp2(output_filter=["nope"]), grpc.StatusCode.INVALID_ARGUMENT, "output_filter: 'nope'"),
         (hp2(output_filter=["y", "y"]), grpc.StatusCode.INVALID_ARGUMENT, "listed twice"),
-        (hp2(signature="other"), grpc.StatusCode.FAILED_PRECONDITION, 'Serving signature key "other" not found.'),
+        (
+            hp2(signature="other"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            'Serving signature key "other" not found.',
+        ),
         (
             _echo("i8", T(ints=[300])),
             grpc.StatusCode.INVALID_ARGUMENT,
@@ -105,9 +119,21 @@ async def test_invalid_requests_never_reach_predict(
 @pytest.mark.parametrize(
     ("request_", "code", "needle"),
     [
-        (PredictRequest(model="nope"), grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(nope)"),
-        (hp2(version=9), grpc.StatusCode.NOT_FOUND, "Servable not found for request: Specific(half_plus_two, 9)"),
-        (hp2(version_label="beta"), grpc.StatusCode.INVALID_ARGUMENT, "Unrecognized servable version label: beta"),
+        (
+            PredictRequest(model="nope"),
+            grpc.StatusCode.NOT_FOUND,
+            "Servable not found for request: Latest(nope)",
+        ),
+        (
+            hp2(version=9),
+            grpc.StatusCode.NOT_FOUND,
+            "Servable not found for request: Specific(half_plus_two, 9)",
+        ),
+        (
+            hp2(version_label="beta"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Unrecognized servable version label: beta",
+        ),
     ],
 )
 async def test_tf_serving_codes_are_kept(gw: Running, request_, code, needle) -> None:
@@ -115,8 +141,12 @@ async def test_tf_serving_codes_are_kept(gw: Running, request_, code, needle) ->
 
 
 async def test_garbage_bytes_are_invalid_argument(gw: Running) -> None:
-    raw = gw.channel.unary_unary("/tfgate.v1.InferenceService/Predict")
-    await expect_error(raw(b"\xff\xff\xff\xff"), grpc.StatusCode.INVALID_ARGUMENT, "not a valid tfgate.v1.PredictRequest")
+    raw: Any = gw.channel.unary_unary("/tfgate.v1.InferenceService/Predict")
+    await expect_error(
+        raw(b"\xff\xff\xff\xff"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "not a valid tfgate.v1.PredictRequest",
+    )
     # and the server keeps serving
     assert (await gw.stub.Predict(hp2())).version == 2
 
@@ -189,12 +219,20 @@ async def test_get_model(gw: Running) -> None:
     assert sig.method == "tensorflow/serving/predict"
     assert sig.inputs["x"].dtype == "float32" and list(sig.inputs["x"].shape) == [-1]
     assert sig.outputs["y"].dtype == "float32"
-    labelled = await gw.stub.GetModel(inference_pb2.GetModelRequest(model="half_plus_two", version_label="stable"))
+    labelled = await gw.stub.GetModel(
+        inference_pb2.GetModelRequest(model="half_plus_two", version_label="stable")
+    )
     assert labelled.version == 1
     echo = await gw.stub.GetModel(inference_pb2.GetModelRequest(model="echo"))
     assert echo.signatures["serving_default"].inputs["bf16"].unknown_rank
-    await expect_error(gw.stub.GetModel(inference_pb2.GetModelRequest(model="nope")), grpc.StatusCode.NOT_FOUND)
-    await expect_error(gw.stub.GetModel(inference_pb2.GetModelRequest()), grpc.StatusCode.INVALID_ARGUMENT, "model: required")
+    await expect_error(
+        gw.stub.GetModel(inference_pb2.GetModelRequest(model="nope")), grpc.StatusCode.NOT_FOUND
+    )
+    await expect_error(
+        gw.stub.GetModel(inference_pb2.GetModelRequest()),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "model: required",
+    )
 
 
 async def test_signatures_are_cached_and_refreshed(gw: Running, backend: FakeTFServing) -> None:

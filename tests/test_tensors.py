@@ -150,7 +150,7 @@ def test_no_values_is_an_empty_tensor_of_that_shape() -> None:
 # -- responses -------------------------------------------------------------------------------
 
 
-def proto_of(dtype: int, dims: list[int], **fields: Any) -> tensor_pb2.TensorProto:
+def proto_of(dtype: Any, dims: list[int], **fields: Any) -> tensor_pb2.TensorProto:
     shape = tensor_shape_pb2.TensorShapeProto(
         dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims]
     )
@@ -185,7 +185,12 @@ def domain(proto: tensor_pb2.TensorProto) -> inference_pb2.Tensor:
         (proto_of(types_pb2.DT_UINT64, [1], uint64_val=[2**40]), "ints", [2**40], "uint64"),
         (proto_of(types_pb2.DT_BOOL, [2], bool_val=[True, False]), "bools", [True, False], "bool"),
         # half_val carries float16 bit patterns: 0x3C00 = 1.0, 0xC000 = -2.0
-        (proto_of(types_pb2.DT_HALF, [2], half_val=[0x3C00, 0xC000]), "floats", [1.0, -2.0], "float16"),
+        (
+            proto_of(types_pb2.DT_HALF, [2], half_val=[0x3C00, 0xC000]),
+            "floats",
+            [1.0, -2.0],
+            "float16",
+        ),
         # and bfloat16 ones: 0x3FC0 = 1.5
         (proto_of(types_pb2.DT_BFLOAT16, [1], half_val=[0x3FC0]), "floats", [1.5], "bfloat16"),
         (
@@ -230,7 +235,10 @@ def test_scalar_output() -> None:
     ("proto", "needle"),
     [
         (proto_of(types_pb2.DT_FLOAT, [1], float_val=[1.0, 2.0]), "2 values for shape [1]"),
-        (proto_of(types_pb2.DT_FLOAT, [2], tensor_content=b"\x00" * 4), "tensor_content has 4 bytes"),
+        (
+            proto_of(types_pb2.DT_FLOAT, [2], tensor_content=b"\x00" * 4),
+            "tensor_content has 4 bytes",
+        ),
     ],
 )
 def test_malformed_outputs(proto, needle) -> None:

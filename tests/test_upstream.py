@@ -20,7 +20,9 @@ async def warm(gw: Running) -> None:
     await gw.stub.Predict(hp2())
 
 
-async def test_unavailable_is_retried_until_it_recovers(gw: Running, backend: FakeTFServing) -> None:
+async def test_unavailable_is_retried_until_it_recovers(
+    gw: Running, backend: FakeTFServing
+) -> None:
     await warm(gw)
     backend.calls.clear()
     backend.fail_next(grpc.StatusCode.UNAVAILABLE, 2)
@@ -47,7 +49,9 @@ async def test_other_codes_are_not_retried(gw: Running, backend: FakeTFServing, 
     assert backend.calls["Predict"] == 1
 
 
-async def test_retries_stop_after_max_attempts(start_gateway: StartGateway, backend: FakeTFServing) -> None:
+async def test_retries_stop_after_max_attempts(
+    start_gateway: StartGateway, backend: FakeTFServing
+) -> None:
     gw = await start_gateway(backend.target, retry={"max_attempts": 3})
     await warm(gw)
     backend.calls.clear()
@@ -56,7 +60,9 @@ async def test_retries_stop_after_max_attempts(start_gateway: StartGateway, back
     assert backend.calls["Predict"] == 3
 
 
-async def test_retries_never_outlive_the_deadline(start_gateway: StartGateway, backend: FakeTFServing) -> None:
+async def test_retries_never_outlive_the_deadline(
+    start_gateway: StartGateway, backend: FakeTFServing
+) -> None:
     gw = await start_gateway(
         backend.target, retry={"max_attempts": 100, "initial_backoff": 0.1, "max_backoff": 0.1}
     )
@@ -80,7 +86,9 @@ async def test_dead_backend_is_unavailable(start_gateway: StartGateway) -> None:
     await expect_error(gw.stub.Predict(hp2(), timeout=5), grpc.StatusCode.UNAVAILABLE)
 
 
-async def test_concurrency_cap_holds_under_40_calls(start_gateway: StartGateway, backend: FakeTFServing) -> None:
+async def test_concurrency_cap_holds_under_40_calls(
+    start_gateway: StartGateway, backend: FakeTFServing
+) -> None:
     gw = await start_gateway(backend.target, max_concurrency=4)
     await warm(gw)
     backend.delay = 0.05
@@ -89,7 +97,9 @@ async def test_concurrency_cap_holds_under_40_calls(start_gateway: StartGateway,
     assert backend.max_in_flight == 4
 
 
-async def test_waiting_for_a_slot_respects_the_deadline(start_gateway: StartGateway, backend: FakeTFServing) -> None:
+async def test_waiting_for_a_slot_respects_the_deadline(
+    start_gateway: StartGateway, backend: FakeTFServing
+) -> None:
     gw = await start_gateway(backend.target, max_concurrency=1)
     await warm(gw)
     backend.delay = 1.0
@@ -99,7 +109,9 @@ async def test_waiting_for_a_slot_respects_the_deadline(start_gateway: StartGate
     assert (await slow).version == 2
 
 
-async def test_client_deadline_ends_and_cancels_the_backend_call(gw: Running, backend: FakeTFServing) -> None:
+async def test_client_deadline_ends_and_cancels_the_backend_call(
+    gw: Running, backend: FakeTFServing
+) -> None:
     await warm(gw)
     backend.delay = 5.0
     start = time.monotonic()
@@ -113,7 +125,9 @@ async def test_client_deadline_ends_and_cancels_the_backend_call(gw: Running, ba
     assert backend.in_flight == 0
 
 
-async def test_client_cancellation_cancels_the_backend_call(gw: Running, backend: FakeTFServing) -> None:
+async def test_client_cancellation_cancels_the_backend_call(
+    gw: Running, backend: FakeTFServing
+) -> None:
     await warm(gw)
     backend.delay = 5.0
     call = gw.stub.Predict(hp2(), timeout=10)
@@ -128,15 +142,19 @@ async def test_client_cancellation_cancels_the_backend_call(gw: Running, backend
 
 
 async def test_health_follows_the_backend(start_gateway: StartGateway) -> None:
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_health.v1 import health_pb2
 
     fake = FakeTFServing()
     port = await fake.start()
     gw = await start_gateway(fake.target, health_interval=0.1)
-    health = health_pb2_grpc.HealthStub(gw.channel)
+    check = gw.channel.unary_unary(
+        "/grpc.health.v1.Health/Check",
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
 
     async def status(service: str = "") -> int:
-        return (await health.Check(health_pb2.HealthCheckRequest(service=service))).status
+        return (await check(health_pb2.HealthCheckRequest(service=service))).status
 
     async def wait_for(wanted: int) -> None:
         for _ in range(60):

@@ -64,7 +64,7 @@ class Gateway:
         """Health says SERVING only while TF Serving answers."""
         interval = self.config.health_interval
         while True:
-            up = await self.upstream.probe(timeout=min(interval, 1.0))
+            up = await self.upstream.probe(within=min(interval, 1.0))
             if up != self.backend_up:
                 logger.info("backend %s is %s", self.upstream.target, "up" if up else "DOWN")
                 self.backend_up = up

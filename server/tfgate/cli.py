@@ -24,7 +24,9 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument("--backend", help="TF Serving's gRPC HOST:PORT (default 127.0.0.1:8500)")
     serve.add_argument("--max-concurrency", type=int, help="backend calls in flight (default 64)")
     serve.add_argument("--config", help="TOML config file (or TFGATE_CONFIG)")
-    serve.add_argument("--default-timeout", type=float, help="seconds, for callers without a deadline")
+    serve.add_argument(
+        "--default-timeout", type=float, help="seconds, for callers without a deadline"
+    )
     serve.add_argument("--grace-period", type=float, help="seconds in-flight calls get on SIGTERM")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
 
@@ -35,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Imports TensorFlow and the official TF Serving API: never beside tfgate's own stubs.
         from tfgate.model_server.cli import main as model_server_main
 
-        return model_server_main(args_in[1:])
+        return int(model_server_main(args_in[1:]))
 
     parser = argparse.ArgumentParser(prog="tfgate", description="A gRPC gateway for TF Serving")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -125,7 +125,9 @@ class Config:
                 f"max_message_bytes: must be at least 1024, got {self.max_message_bytes}"
             )
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ConfigError(f"log_level: expected DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
+            raise ConfigError(
+                f"log_level: expected DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}"
+            )
 
 
 def _coerce(name: str, kind: Any, raw: object, source: str) -> object:
@@ -156,7 +158,9 @@ def _exact(kind: type, raw: object) -> object:
     return raw
 
 
-def _settings(cls: type, values: Mapping[str, object], source: str, prefix: str = "") -> dict[str, object]:
+def _settings(
+    cls: type, values: Mapping[str, object], source: str, prefix: str = ""
+) -> dict[str, object]:
     known = {f.name: f for f in dataclasses.fields(cls)}
     out: dict[str, object] = {}
     for key, raw in values.items():

@@ -76,5 +76,5 @@ def from_enum(enum: int) -> DType:
 def int_range(dtype: DType) -> tuple[int, int]:
     """The smallest and largest value an integer dtype holds."""
     assert dtype.wire is not None and dtype.kind == "int"
-    info = np.iinfo(dtype.wire)
+    info = np.iinfo(dtype.wire.type)  # type: ignore[type-var]
     return int(info.min), int(info.max)

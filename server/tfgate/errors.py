@@ -162,7 +162,7 @@ def rpc(
                         f"request: not a valid {request_type.DESCRIPTOR.full_name} "
                         f"({len(data)} bytes)"
                     ) from None
-                response = await fn(self, request, context)  # type: ignore[arg-type]
+                response = await fn(self, request, context)
                 version = getattr(response, "version", "-")
                 return response
             except GatewayError as exc:

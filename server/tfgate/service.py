@@ -6,7 +6,7 @@ Requests arrive as bytes and are parsed, and errors become statuses, in tfgate.e
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -29,7 +29,8 @@ class InferenceService:
         self._default_timeout = default_timeout
 
     def _deadline(self, context: grpc.aio.ServicerContext[Any, Any]) -> float:
-        remaining = context.time_remaining()
+        # grpc.aio answers None when the caller set no deadline, whatever its stubs say.
+        remaining = cast(float | None, context.time_remaining())
         if remaining is None:
             remaining = self._default_timeout
         return time.monotonic() + min(remaining, self._default_timeout)
@@ -49,9 +50,7 @@ class InferenceService:
                 self._catalog.forget(sel.model)
             raise
         self._catalog.answered(sel, answer.model_spec.version.value)
-        return translate.predict_response(
-            answer, sel, backend_request.model_spec.signature_name
-        )
+        return translate.predict_response(answer, sel, backend_request.model_spec.signature_name)
 
     @rpc("GetModel", inference_pb2.GetModelRequest)
     async def get_model(
@@ -59,7 +58,9 @@ class InferenceService:
     ) -> inference_pb2.Model:
         deadline = self._deadline(context)
         sel = translate.selector(request.model, request.version, request.version_label)
-        status = await self._upstream.get_model_status(translate.status_request(sel.model), deadline)
+        status = await self._upstream.get_model_status(
+            translate.status_request(sel.model), deadline
+        )
         meta = await self._catalog.metadata(sel, deadline)
         return translate.model_view(status, meta)
 

@@ -42,7 +42,9 @@ def check_shape(what: str, shape: Shape, spec: Shape | None) -> None:
         )
 
 
-def _request_shape(what: str, tensor: inference_pb2.Tensor, count: int, spec: Shape | None) -> Shape:
+def _request_shape(
+    what: str, tensor: inference_pb2.Tensor, count: int, spec: Shape | None
+) -> Shape:
     if not tensor.shape:
         # No shape: 1-D, unless the signature wants a scalar and there is one value.
         return () if spec == () and count == 1 else (count,)
@@ -81,12 +83,12 @@ def _to_float(what: str, values: Array, dtype: DType) -> Array:
 def _to_int(what: str, values: Array, dtype: DType) -> Array:
     assert dtype.wire is not None
     low, high = dtypes.int_range(dtype)
-    if values.dtype.kind == "f":
-        if not np.isfinite(values).all() or (np.trunc(values) != values).any():
-            raise InvalidArgument(
-                f"{what}: {dtype.name} needs whole numbers, got a value with a fraction "
-                "(send ints)"
-            )
+    if values.dtype.kind == "f" and (
+        not np.isfinite(values).all() or (np.trunc(values) != values).any()
+    ):
+        raise InvalidArgument(
+            f"{what}: {dtype.name} needs whole numbers, got a value with a fraction (send ints)"
+        )
     if values.size and (values.min() < low or values.max() > high):
         raise InvalidArgument(f"{what}: a value is out of range for {dtype.name} [{low}, {high}]")
     return values.astype(dtype.wire)
@@ -118,14 +120,14 @@ def from_domain(what: str, tensor: inference_pb2.Tensor, dtype: DType, spec: Sha
             return np.array(values, dtype=np.bool_).reshape(shape)
     elif chosen == "ints":
         source = np.array(values, dtype=np.int64)
-        converted = _to_int(what, source, dtype) if dtype.kind == "int" else _to_float(
-            what, source, dtype
+        converted = (
+            _to_int(what, source, dtype) if dtype.kind == "int" else _to_float(what, source, dtype)
         )
         return converted.reshape(shape)
     elif chosen in ("floats", "doubles"):
         source = np.array(values, dtype=np.float32 if chosen == "floats" else np.float64)
-        converted = _to_int(what, source, dtype) if dtype.kind == "int" else _to_float(
-            what, source, dtype
+        converted = (
+            _to_int(what, source, dtype) if dtype.kind == "int" else _to_float(what, source, dtype)
         )
         return converted.reshape(shape)
     expected = {

@@ -24,7 +24,14 @@ from tfgate.tfs.tensorflow_serving.apis import (
 from tfgate.v1 import inference_pb2
 
 # ModelVersionStatus.State numbers (tensorflow_serving/apis/get_model_status.proto).
-_STATES: Final = {0: "UNKNOWN", 10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "UNLOADING", 50: "END"}
+_STATES: Final = {
+    0: "UNKNOWN",
+    10: "START",
+    20: "LOADING",
+    30: "AVAILABLE",
+    40: "UNLOADING",
+    50: "END",
+}
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,7 @@ def signature_of(meta: ModelMetadata, name: str) -> tuple[str, Signature]:
     if found is None:
         # TF Serving's own code and words for this case.
         raise FailedPrecondition(
-            f'Serving signature key "{key}" not found. Model \'{meta.model}\' version '
+            f"Serving signature key \"{key}\" not found. Model '{meta.model}' version "
             f"{meta.version} has: {', '.join(meta.signatures) or 'none'}"
         )
     return key, found
@@ -95,8 +102,7 @@ def predict_request(
     unknown = sorted(set(request.inputs) - set(signature.inputs))
     if unknown:
         raise InvalidArgument(
-            f"input '{unknown[0]}': not an input of {where} (inputs: "
-            f"{', '.join(signature.inputs)})"
+            f"input '{unknown[0]}': not an input of {where} (inputs: {', '.join(signature.inputs)})"
         )
     missing = [k for k in signature.inputs if k not in request.inputs]
     if missing:

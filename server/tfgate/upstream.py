@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -36,6 +36,8 @@ from tfgate.tfs.tensorflow_serving.apis import (
 )
 
 logger = logging.getLogger(__name__)
+
+_Resp = TypeVar("_Resp")
 
 # Codes that mean "nobody answered" for the health probe; any other answer proves TF Serving is up.
 _DOWN: Final = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
@@ -94,16 +96,21 @@ class Upstream:
     ) -> get_model_status_pb2.GetModelStatusResponse:
         return await self._call(self._models.GetModelStatus, request, deadline)
 
-    async def probe(self, timeout: float) -> bool:
-        """Whether TF Serving answers at all. Bypasses the cap and the retries."""
+    async def probe(self, within: float) -> bool:
+        """Whether TF Serving answers at all, within ``within`` seconds. No cap, no retries."""
         request = get_model_status_pb2.GetModelStatusRequest()
         try:
-            await self._models.GetModelStatus(request, timeout=timeout)
+            await self._models.GetModelStatus(request, timeout=within)
         except grpc.aio.AioRpcError as exc:
             return exc.code() not in _DOWN
         return True
 
-    async def _call(self, method: Any, request: Message, deadline: float) -> Any:
+    async def _call(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[Any, _Resp],
+        request: Message,
+        deadline: float,
+    ) -> _Resp:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._policy.max_attempts) | stop_at_deadline(deadline),
             wait=wait_random_exponential(
@@ -121,7 +128,12 @@ class Upstream:
             raise from_backend(exc.code(), exc.details()) from None
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
-    async def _attempt(self, method: Any, request: Message, deadline: float) -> Any:
+    async def _attempt(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[Any, _Resp],
+        request: Message,
+        deadline: float,
+    ) -> _Resp:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise DeadlineExceeded("the deadline ran out before TF Serving could be called")

@@ -1,7 +1,7 @@
 """Just enough of the protobuf wire format to write large repeated fields without a Python loop.
 
 Filling a repeated field element by element costs ~0.3 µs per value; writing the packed field's
-bytes with numpy and parsing them back is ~100× faster for large tensors.
+bytes with numpy and parsing them back is ~100x faster for large tensors.
 """
 
 from __future__ import annotations
