@@ -84,14 +84,14 @@ class Gateway:
 
 async def serve(config: Config) -> int:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully; returns the exit status."""
-    gateway = Gateway(config)
-    port = await gateway.start()
-    host = config.listen.rsplit(":", 1)[0]
-    print(f"tfgate listening on {host}:{port} (backend {config.backend})", flush=True)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    gateway = Gateway(config)
+    port = await gateway.start()
+    host = config.listen.rsplit(":", 1)[0]
+    print(f"tfgate listening on {host}:{port} (backend {config.backend})", flush=True)
     await stopping.wait()
     logger.info("shutting down; in-flight calls get %.1f s", config.grace_period)
     await gateway.stop()
