@@ -33,7 +33,7 @@ class InferenceService:
         remaining = cast(float | None, context.time_remaining())
         if remaining is None:
             remaining = self._default_timeout
-        return time.monotonic() + min(remaining, self._default_timeout)
+        return time.monotonic() + remaining
 
     @rpc("Predict", inference_pb2.PredictRequest)
     async def predict(
