@@ -21,6 +21,7 @@ import argparse
 import ast
 import io
 import re
+import shutil
 import sys
 import tempfile
 import tokenize
@@ -192,16 +193,12 @@ def write(wanted: dict[str, bytes], have: dict[str, bytes]) -> None:
             path = GEN / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-    # Leave no empty directories behind (a __pycache__ alone counts as empty).
-    for directory in sorted((GEN / DOMAIN).rglob("*"), key=lambda p: -len(p.parts)):
+    # Directories left without generated files go, __pycache__ and all.
+    for directory in sorted((GEN / DOMAIN).rglob("*"), reverse=True):
         if directory.is_dir() and directory.name not in IGNORED_DIRS:
-            contents = list(directory.iterdir())
-            if all(c.name in IGNORED_DIRS for c in contents):
-                for cache in contents:
-                    for stale in cache.iterdir():
-                        stale.unlink()
-                    cache.rmdir()
-                directory.rmdir()
+            files = [f for f in directory.rglob("*") if f.is_file()]
+            if all(IGNORED_DIRS.intersection(f.relative_to(GEN).parts) for f in files):
+                shutil.rmtree(directory)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
