@@ -35,7 +35,7 @@ check-gen: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check server tests scripts
 	$(VENV)/bin/ruff format --check server tests scripts
-	$(VENV)/bin/mypy -p tfgate
+	$(VENV)/bin/mypy -p tfgate -p tfgate.v1 -p tfgate.tfs
 	$(VENV)/bin/mypy tests scripts
 	$(PY) scripts/buf.py lint
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import grpc
+import pytest
 
 from tfgate import config
 from tfgate.config import Config, ConfigError, RetryPolicy
@@ -17,7 +16,7 @@ NO_FLAGS: dict[str, object] = {"listen": None, "backend": None, "max_concurrency
 def test_defaults() -> None:
     loaded = config.load(NO_FLAGS, {})
     assert loaded == Config()
-    assert loaded.retry.codes == {grpc.StatusCode.UNAVAILABLE}
+    assert loaded.retry.codes == {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
 def test_precedence(tmp_path: Path) -> None:

@@ -20,12 +20,13 @@ async def warm(gw: Running) -> None:
     await gw.stub.Predict(hp2())
 
 
-async def test_unavailable_is_retried_until_it_recovers(
-    gw: Running, backend: FakeTFServing
+@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED])
+async def test_transient_codes_are_retried_until_they_recover(
+    gw: Running, backend: FakeTFServing, code: grpc.StatusCode
 ) -> None:
     await warm(gw)
     backend.calls.clear()
-    backend.fail_next(grpc.StatusCode.UNAVAILABLE, 2)
+    backend.fail_next(code, 2)
     answer = await gw.stub.Predict(hp2(), timeout=5)
     assert answer.version == 2
     assert backend.calls["Predict"] == 3
@@ -38,7 +39,6 @@ async def test_unavailable_is_retried_until_it_recovers(
         grpc.StatusCode.NOT_FOUND,
         grpc.StatusCode.FAILED_PRECONDITION,
         grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
     ],
 )
 async def test_other_codes_are_not_retried(gw: Running, backend: FakeTFServing, code) -> None:

@@ -41,7 +41,12 @@ class Gateway:
         self.port = 0
 
     async def start(self) -> int:
-        service = InferenceService(self.upstream, self.catalog, self.config.default_timeout)
+        service = InferenceService(
+            self.upstream,
+            self.catalog,
+            self.config.default_timeout,
+            self.config.max_tensor_elements,
+        )
         self._server.add_generic_rpc_handlers((service.handler(),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
@@ -61,14 +66,24 @@ class Gateway:
             await self.health.set(name, status)
 
     async def _watch_backend(self) -> None:
-        """Health says SERVING only while TF Serving answers."""
+        """Health says SERVING only while TF Serving answers (and, per model, while available)."""
         interval = self.config.health_interval
+        within = min(interval, 1.0)
+        models: dict[str, bool] = {}
         while True:
-            up = await self.upstream.probe(within=min(interval, 1.0))
+            up = await self.upstream.probe(within)
             if up != self.backend_up:
                 logger.info("backend %s is %s", self.upstream.target, "up" if up else "DOWN")
                 self.backend_up = up
                 await self._set_health(up)
+            for model in self.config.health_models:
+                available = up and await self.upstream.model_available(model, within)
+                if models.get(model) != available:
+                    logger.info(
+                        "model %s is %s", model, "available" if available else "UNAVAILABLE"
+                    )
+                    models[model] = available
+                    await self.health.set(f"model:{model}", _SERVING if available else _NOT_SERVING)
             await asyncio.sleep(interval)
 
     async def stop(self, grace: float | None = None) -> None:

@@ -65,7 +65,12 @@ class RetryPolicy:
     max_attempts: int = 4
     initial_backoff: float = 0.05
     max_backoff: float = 1.0
-    retryable_codes: tuple[str, ...] = ("UNAVAILABLE",)
+    # RESOURCE_EXHAUSTED is retried only after a back-off, like every retry here.
+    retryable_codes: tuple[str, ...] = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
+    # Retries may add at most this fraction of the calls of the last 10 s ...
+    budget_ratio: float = 0.2
+    # ... plus this many per second, so that light traffic can still retry.
+    budget_min_per_second: float = 5.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -75,6 +80,13 @@ class RetryPolicy:
                 "retry.initial_backoff and retry.max_backoff: need "
                 f"0 < initial_backoff <= max_backoff, got {self.initial_backoff}, "
                 f"{self.max_backoff}"
+            )
+        if not 0 <= self.budget_ratio <= 10:
+            raise ConfigError(f"retry.budget_ratio: expected 0 to 10, got {self.budget_ratio}")
+        if self.budget_min_per_second < 0:
+            raise ConfigError(
+                "retry.budget_min_per_second: must not be negative, got "
+                f"{self.budget_min_per_second}"
             )
         for code in self.retryable_codes:
             if code not in grpc.StatusCode.__members__:
@@ -94,9 +106,15 @@ class Config:
     """Everything tfgate serve needs to know; built by ``load`` and passed in explicitly."""
 
     listen: str = "127.0.0.1:8080"
+    # TF Serving: HOST:PORT, a comma-separated list of replicas, or a dns:/// target whose
+    # addresses are balanced round-robin.
     backend: str = "127.0.0.1:8500"
-    # Backend calls in flight at once; callers beyond it wait for a slot within their deadline.
+    # Backend calls in flight at once; callers beyond it wait for a slot within their deadline...
     max_concurrency: int = 64
+    # ... but only this many at once, and for at most max_queue_wait seconds; the rest are
+    # refused at once with RESOURCE_EXHAUSTED.
+    max_queue: int = 512
+    max_queue_wait: float = 5.0
     # Seconds a call may take when its caller set no deadline.
     default_timeout: float = 30.0
     # How long a "latest" or label resolution (and its signature) is trusted before re-reading.
@@ -107,15 +125,41 @@ class Config:
     grace_period: float = 10.0
     # Largest message tfgate accepts from callers and from TF Serving.
     max_message_bytes: int = 64 * 1024 * 1024
+    # Most values one request may carry, over all its input tensors.
+    max_tensor_elements: int = 16 * 1024 * 1024
+    # Seconds between HTTP/2 keepalive pings to TF Serving while calls are open. TF Serving (like
+    # every gRPC server) answers pings more often than every 5 minutes with GOAWAY
+    # "too_many_pings" unless started with a lower grpc.http2.min_ping_interval_without_data_ms.
+    keepalive_time: float = 300.0
+    # Models whose availability grpc.health.v1 reports, as the service "model:NAME".
+    health_models: tuple[str, ...] = ()
     log_level: str = "INFO"
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def __post_init__(self) -> None:
         _check_host_port("listen", self.listen)
-        _check_host_port("backend", self.backend, allow_scheme=True)
+        if "://" in self.backend:
+            _check_host_port("backend", self.backend, allow_scheme=True)
+        else:
+            if not self.backends:
+                raise ConfigError("backend: required, got an empty target")
+            for item in self.backends:
+                _check_host_port("backend", item)
         if self.max_concurrency < 1:
             raise ConfigError(f"max_concurrency: must be at least 1, got {self.max_concurrency}")
-        for name in ("default_timeout", "metadata_ttl", "health_interval"):
+        if self.max_queue < 0:
+            raise ConfigError(f"max_queue: must not be negative, got {self.max_queue}")
+        if self.max_tensor_elements < 1:
+            raise ConfigError(
+                f"max_tensor_elements: must be at least 1, got {self.max_tensor_elements}"
+            )
+        for name in (
+            "default_timeout",
+            "metadata_ttl",
+            "health_interval",
+            "max_queue_wait",
+            "keepalive_time",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
         if self.grace_period < 0:
@@ -124,10 +168,17 @@ class Config:
             raise ConfigError(
                 f"max_message_bytes: must be at least 1024, got {self.max_message_bytes}"
             )
+        if any(not m for m in self.health_models):
+            raise ConfigError("health_models: a model name is empty")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(
                 f"log_level: expected DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}"
             )
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """The replicas named in ``backend`` (one item for a dns:/// target)."""
+        return tuple(part.strip() for part in self.backend.split(",") if part.strip())
 
 
 def _coerce(name: str, kind: Any, raw: object, source: str) -> object:

@@ -23,10 +23,13 @@ _STALE = frozenset({grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITI
 
 
 class InferenceService:
-    def __init__(self, upstream: Upstream, catalog: Catalog, default_timeout: float) -> None:
+    def __init__(
+        self, upstream: Upstream, catalog: Catalog, default_timeout: float, max_elements: int
+    ) -> None:
         self._upstream = upstream
         self._catalog = catalog
         self._default_timeout = default_timeout
+        self._max_elements = max_elements
 
     def _deadline(self, context: grpc.aio.ServicerContext[Any, Any]) -> float:
         # grpc.aio answers None when the caller set no deadline, whatever its stubs say.
@@ -42,7 +45,7 @@ class InferenceService:
         deadline = self._deadline(context)
         sel = translate.selector(request.model, request.version, request.version_label)
         meta = await self._catalog.metadata(sel, deadline)
-        backend_request = translate.predict_request(request, sel, meta)
+        backend_request = translate.predict_request(request, sel, meta, self._max_elements)
         try:
             answer = await self._upstream.predict(backend_request, deadline)
         except BackendError as exc:

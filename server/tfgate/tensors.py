@@ -8,6 +8,7 @@ tensors are object arrays of ``bytes``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -24,6 +25,8 @@ Shape = tuple[int, ...]
 
 # The value lists of tfgate.v1.Tensor, in field order.
 VALUE_LISTS: Final = ("floats", "doubles", "ints", "strings", "bytes_values", "bools")
+# No tensor, even an empty one, may span more than this many elements in its non-zero dimensions.
+_MAX_EXTENT: Final = 2**40
 _F32: Final = np.dtype("<f4")
 _F64: Final = np.dtype("<f8")
 
@@ -51,7 +54,9 @@ def _request_shape(
     shape = tuple(tensor.shape)
     if any(d < 0 for d in shape):
         raise InvalidArgument(f"{what}: shape {_describe(shape)} has a negative dimension")
-    size = int(np.prod(shape, dtype=np.int64))
+    if math.prod(d for d in shape if d) > _MAX_EXTENT:
+        raise InvalidArgument(f"{what}: shape {_describe(shape)} is too large")
+    size = math.prod(shape)
     if size != count:
         raise InvalidArgument(
             f"{what}: shape {_describe(shape)} holds {size} values, but {count} were given"

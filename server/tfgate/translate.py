@@ -93,10 +93,28 @@ def signature_of(meta: ModelMetadata, name: str) -> tuple[str, Signature]:
     return key, found
 
 
+def count_values(request: inference_pb2.PredictRequest) -> int:
+    """How many values the request's input tensors carry in all."""
+    return sum(
+        len(getattr(tensor, name))
+        for tensor in request.inputs.values()
+        for name in tensors.VALUE_LISTS
+    )
+
+
 def predict_request(
-    request: inference_pb2.PredictRequest, sel: Selector, meta: ModelMetadata
+    request: inference_pb2.PredictRequest,
+    sel: Selector,
+    meta: ModelMetadata,
+    max_elements: int = 2**62,
 ) -> predict_pb2.PredictRequest:
     """The TF Serving PredictRequest for ``request``, validated against the signature."""
+    total = count_values(request)
+    if total > max_elements:
+        raise InvalidArgument(
+            f"inputs: {total} values in all, more than tfgate's max_tensor_elements "
+            f"({max_elements})"
+        )
     name, signature = signature_of(meta, request.signature)
     where = f"signature '{name}' of model '{meta.model}' version {meta.version}"
     unknown = sorted(set(request.inputs) - set(signature.inputs))

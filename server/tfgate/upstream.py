@@ -4,29 +4,27 @@ Every call carries an absolute deadline (``time.monotonic()`` seconds): the call
 configured default. Waiting for a slot, each attempt and each back-off sleep fit inside it, so
 no retry outlives the caller. Failures leave this module as tfgate.errors exceptions, never as
 grpc's.
+
+Replicas: ``backend`` may list several TF Serving replicas, each with its own channel; calls
+go round-robin over those not known to be down, and a retry goes to the next replica. A
+``dns:///`` target is one channel whose addresses grpc balances round-robin.
 """
 
 from __future__ import annotations
 
-import asyncio
+import itertools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 import grpc
 from google.protobuf.message import Message
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    before_sleep_log,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
-from tenacity.stop import stop_base
 
-from tfgate.config import Config, RetryPolicy
-from tfgate.errors import DeadlineExceeded, from_backend
+from tfgate import retry
+from tfgate.admission import Limiter
+from tfgate.config import Config
+from tfgate.errors import DeadlineExceeded, Unavailable, from_backend
 from tfgate.tfs.tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -41,90 +39,125 @@ _Resp = TypeVar("_Resp")
 
 # Codes that mean "nobody answered" for the health probe; any other answer proves TF Serving is up.
 _DOWN: Final = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-
-
-class stop_at_deadline(stop_base):
-    """Stops when the next back-off sleep would end past ``deadline``."""
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        return time.monotonic() + (retry_state.upcoming_sleep or 0.0) >= self.deadline
-
-
-def _retryable(codes: frozenset[grpc.StatusCode]) -> retry_if_exception:
-    return retry_if_exception(lambda e: isinstance(e, grpc.aio.AioRpcError) and e.code() in codes)
+_AVAILABLE: Final = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 
 
 def channel_options(config: Config) -> list[tuple[str, Any]]:
-    return [
+    options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
-        # gRPC's own transparent retries would bypass the policy above.
+        # gRPC's own transparent retries would bypass the policy in tfgate.retry.
         ("grpc.enable_retries", 0),
+        ("grpc.keepalive_time_ms", int(config.keepalive_time * 1000)),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.keepalive_permit_without_calls", 0),
+        # Reconnect to a restarted replica quickly rather than after grpc's default 20 s cap.
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 2_000),
     ]
+    if config.backend.startswith("dns:"):
+        options.append(("grpc.lb_policy_name", "round_robin"))
+    return options
+
+
+class Replica:
+    def __init__(self, target: str, options: list[tuple[str, Any]]) -> None:
+        self.target = target
+        self.channel = grpc.aio.insecure_channel(target, options=options)
+        self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
+
+    def looks_down(self) -> bool:
+        state = self.channel.get_state(try_to_connect=False)
+        return state in (
+            grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+            grpc.ChannelConnectivity.SHUTDOWN,
+        )
 
 
 class Upstream:
-    """PredictionService and ModelService calls to one TF Serving target."""
+    """PredictionService and ModelService calls to TF Serving."""
 
     def __init__(self, config: Config) -> None:
-        self._policy: RetryPolicy = config.retry
-        self._codes = config.retry.codes
-        self._slots = asyncio.Semaphore(config.max_concurrency)
-        self._channel = grpc.aio.insecure_channel(config.backend, options=channel_options(config))
-        self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._policy = config.retry
+        self.budget = retry.budget_for(config.retry)
+        self.limiter = Limiter(config.max_concurrency, config.max_queue, config.max_queue_wait)
+        options = channel_options(config)
+        self.replicas = [Replica(target, options) for target in config.backends]
+        self._turn = itertools.count()
         self.target = config.backend
 
     async def close(self) -> None:
-        await self._channel.close()
+        for replica in self.replicas:
+            await replica.channel.close()
+
+    def _pick(self) -> Replica:
+        """The next replica round-robin, skipping those whose channel says they are down."""
+        count = len(self.replicas)
+        start = next(self._turn)
+        for offset in range(count):
+            replica = self.replicas[(start + offset) % count]
+            if not replica.looks_down():
+                return replica
+        return self.replicas[start % count]
 
     async def predict(
         self, request: predict_pb2.PredictRequest, deadline: float
     ) -> predict_pb2.PredictResponse:
-        return await self._call(self._prediction.Predict, request, deadline)
+        return await self._call(lambda r: r.prediction.Predict, request, deadline)
 
     async def get_model_metadata(
         self, request: get_model_metadata_pb2.GetModelMetadataRequest, deadline: float
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        return await self._call(self._prediction.GetModelMetadata, request, deadline)
+        return await self._call(lambda r: r.prediction.GetModelMetadata, request, deadline)
 
     async def get_model_status(
         self, request: get_model_status_pb2.GetModelStatusRequest, deadline: float
     ) -> get_model_status_pb2.GetModelStatusResponse:
-        return await self._call(self._models.GetModelStatus, request, deadline)
+        return await self._call(lambda r: r.models.GetModelStatus, request, deadline)
 
     async def probe(self, within: float) -> bool:
-        """Whether TF Serving answers at all, within ``within`` seconds. No cap, no retries."""
+        """Whether any replica answers at all, within ``within`` seconds. No cap, no retries."""
+        for replica in self.replicas:
+            try:
+                await replica.models.GetModelStatus(
+                    get_model_status_pb2.GetModelStatusRequest(), timeout=within
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in _DOWN:
+                    continue
+            return True
+        return False
+
+    async def model_available(self, model: str, within: float) -> bool:
+        """Whether some version of ``model`` is AVAILABLE. No cap, no retries."""
         request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = model
         try:
-            await self._models.GetModelStatus(request, timeout=within)
-        except grpc.aio.AioRpcError as exc:
-            return exc.code() not in _DOWN
-        return True
+            answer = await self._pick().models.GetModelStatus(request, timeout=within)
+        except grpc.aio.AioRpcError:
+            return False
+        return any(v.state == _AVAILABLE for v in answer.model_version_status)
 
     async def _call(
         self,
-        method: grpc.aio.UnaryUnaryMultiCallable[Any, _Resp],
+        method: Callable[[Replica], grpc.aio.UnaryUnaryMultiCallable[Any, _Resp]],
         request: Message,
         deadline: float,
     ) -> _Resp:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._policy.max_attempts) | stop_at_deadline(deadline),
-            wait=wait_random_exponential(
-                multiplier=self._policy.initial_backoff, max=self._policy.max_backoff
-            ),
-            retry=_retryable(self._codes),
-            before_sleep=before_sleep_log(logger, logging.INFO),
-            reraise=True,
-        )
+        self.budget.record_call()
+        loop = retry.attempts(self._policy, self.budget, deadline)
         try:
-            async for attempt in retrying:
+            async for attempt in loop.retrying:
                 with attempt:
-                    return await self._attempt(method, request, deadline)
+                    return await self._attempt(method(self._pick()), request, deadline)
         except grpc.aio.AioRpcError as exc:
+            if loop.predicate.budget_spent:
+                raise Unavailable(
+                    f"TF Serving answered {exc.code().name} ({exc.details()}), and tfgate's "
+                    "retry budget is spent: retries may add at most "
+                    f"{self._policy.budget_ratio:.0%} of recent calls while the backend fails"
+                ) from None
             raise from_backend(exc.code(), exc.details()) from None
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
@@ -134,21 +167,7 @@ class Upstream:
         request: Message,
         deadline: float,
     ) -> _Resp:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if deadline - time.monotonic() <= 0:
             raise DeadlineExceeded("the deadline ran out before TF Serving could be called")
-        if self._slots.locked():
-            try:
-                async with asyncio.timeout(remaining):
-                    await self._slots.acquire()
-            except TimeoutError:
-                raise DeadlineExceeded(
-                    f"the deadline ran out after {remaining * 1000:.0f} ms waiting for one of "
-                    "the backend call slots (--max-concurrency)"
-                ) from None
-        else:
-            await self._slots.acquire()
-        try:
+        async with self.limiter.slot(deadline):
             return await method(request, timeout=max(deadline - time.monotonic(), 0.001))
-        finally:
-            self._slots.release()
