@@ -188,7 +188,9 @@ class FakeTFServing(
         self.models = default_models() if models is None else models
         self.tensor_content = tensor_content
         self.calls: collections.Counter[str] = collections.Counter()
-        self.faults: collections.deque[tuple[grpc.StatusCode, str]] = collections.deque()
+        self.faults: collections.deque[tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]] = (
+            collections.deque()
+        )
         self.delay = 0.0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -214,8 +216,14 @@ class FakeTFServing(
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def fail_next(self, code: grpc.StatusCode, count: int = 1, message: str = "injected") -> None:
-        self.faults.extend([(code, message)] * count)
+    def fail_next(
+        self,
+        code: grpc.StatusCode,
+        count: int = 1,
+        message: str = "injected",
+        trailers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self.faults.extend([(code, message, trailers)] * count)
 
     # -- TF Serving semantics ----------------------------------------------------------------
     def _resolve(self, spec: Any) -> tuple[str, int, Version]:
@@ -248,8 +256,8 @@ class FakeTFServing(
     async def _enter(self, method: str, context: grpc.aio.ServicerContext) -> None:
         self.calls[method] += 1
         if self.faults:
-            code, message = self.faults.popleft()
-            await context.abort(code, message)
+            code, message, trailers = self.faults.popleft()
+            await context.abort(code, message, trailers)
 
     async def _run(
         self,
@@ -376,3 +384,27 @@ class FakeTFServing(
             item = response.model_version_status.add(version=version, state=servable.state)
             item.status.error_code = 0  # type: ignore[assignment]
         return response
+
+
+async def _serve_forever(port: int, delay: float) -> None:
+    fake = FakeTFServing()
+    fake.delay = delay
+    bound = await fake.start(port)
+    print(f"fake-tfserving listening on 127.0.0.1:{bound}", flush=True)
+    assert fake.server is not None
+    await fake.server.wait_for_termination()
+
+
+def main() -> None:
+    """``python -m tests.fake_tfserving --port N``: the fake as a process tests can kill."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay", type=float, default=0.0)
+    args = parser.parse_args()
+    asyncio.run(_serve_forever(args.port, args.delay))
+
+
+if __name__ == "__main__":
+    main()
