@@ -263,10 +263,32 @@ class Model(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class DomainSignaturesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___Signature: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___Signature | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NAME_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     VERSIONS_FIELD_NUMBER: _builtins.int
     SIGNATURES_FIELD_NUMBER: _builtins.int
+    DOMAIN_SIGNATURES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     version: _builtins.int
     """The version whose signatures are shown."""
@@ -278,6 +300,14 @@ class Model(_message.Message):
     def signatures(self) -> _containers.MessageMap[_builtins.str, Global___Signature]:
         """The signatures of `version` (PredictionService.GetModelMetadata)."""
 
+    @_builtins.property
+    def domain_signatures(self) -> _containers.MessageMap[_builtins.str, Global___Signature]:
+        """What callers send and get, for the signatures (same keys) that tfgate's config gives
+        preprocessing or postprocessing: the domain inputs and outputs, each naming the signature
+        tensor it feeds or comes from (TensorSpec.alias) and the steps in between. Absent for the
+        others, whose inputs and outputs are those of `signatures`.
+        """
+
     def __init__(
         self,
         *,
@@ -285,10 +315,11 @@ class Model(_message.Message):
         version: _builtins.int = ...,
         versions: _abc.Iterable[Global___ModelVersion] | None = ...,
         signatures: _abc.Mapping[_builtins.str, Global___Signature] | None = ...,
+        domain_signatures: _abc.Mapping[_builtins.str, Global___Signature] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "signatures", b"signatures", "version", b"version", "versions", b"versions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["domain_signatures", b"domain_signatures", "name", b"name", "signatures", b"signatures", "version", b"version", "versions", b"versions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -404,11 +435,28 @@ class TensorSpec(_message.Message):
     DTYPE_FIELD_NUMBER: _builtins.int
     SHAPE_FIELD_NUMBER: _builtins.int
     UNKNOWN_RANK_FIELD_NUMBER: _builtins.int
+    ALIAS_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    OPTIONAL_FIELD_NUMBER: _builtins.int
     dtype: _builtins.str
     unknown_rank: _builtins.bool
+    alias: _builtins.str
+    """In Model.domain_signatures: the signature input this domain input feeds, or the signature
+    output this domain output comes from.
+    """
+    optional: _builtins.bool
+    """In Model.domain_signatures: the caller may leave this input out; tfgate then feeds the
+    configured default.
+    """
     @_builtins.property
     def shape(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """-1 for an unknown dimension."""
+
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """In Model.domain_signatures: the steps tfgate runs between the two, in order, e.g.
+        "lowercase", "tokenize(whitespace)", "lookup(vocab.txt: 49 tokens, oov_id=1)".
+        """
 
     def __init__(
         self,
@@ -416,10 +464,13 @@ class TensorSpec(_message.Message):
         dtype: _builtins.str = ...,
         shape: _abc.Iterable[_builtins.int] | None = ...,
         unknown_rank: _builtins.bool = ...,
+        alias: _builtins.str = ...,
+        steps: _abc.Iterable[_builtins.str] | None = ...,
+        optional: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dtype", b"dtype", "shape", b"shape", "unknown_rank", b"unknown_rank"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "dtype", b"dtype", "optional", b"optional", "shape", b"shape", "steps", b"steps", "unknown_rank", b"unknown_rank"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
