@@ -12,7 +12,7 @@ all: test
 
 # The venv carries the gateway, the dev tools and the [local] extra (TensorFlow + the official
 # TF Serving API), which the local model server and the wire-compatibility tests need.
-$(STAMP): pyproject.toml requirements/dev.txt $(TFS_PIN)
+$(STAMP): pyproject.toml requirements/runtime.txt requirements/dev.txt $(TFS_PIN)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,local]'

@@ -15,6 +15,7 @@ The TOML file holds the server settings at top level and the retry policy in ``[
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import tomllib
 from collections.abc import Mapping
@@ -96,7 +97,7 @@ class RetryPolicy:
                     f"retry.retryable_codes: {code} cannot succeed on a retry; remove it"
                 )
 
-    @property
+    @functools.cached_property
     def codes(self) -> frozenset[grpc.StatusCode]:
         return frozenset(grpc.StatusCode[c] for c in self.retryable_codes)
 

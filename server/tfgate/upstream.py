@@ -146,10 +146,23 @@ class Upstream:
         deadline: float,
     ) -> _Resp:
         self.budget.record_call()
+        # The first attempt runs outside tenacity: most calls succeed, and building the retry
+        # loop costs more than the rest of tfgate's work on a small call.
+        try:
+            return await self._attempt(method(self._pick()), request, deadline)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in self._policy.codes:
+                raise from_backend(exc.code(), exc.details()) from None
+            first: grpc.aio.AioRpcError | None = exc
         loop = retry.attempts(self._policy, self.budget, deadline)
         try:
             async for attempt in loop.retrying:
                 with attempt:
+                    if first is not None:
+                        # Attempt 1 replays the failure above, so that the policy (back-off,
+                        # push-back, budget, stop) judges it like any other.
+                        failed, first = first, None
+                        raise failed
                     return await self._attempt(method(self._pick()), request, deadline)
         except grpc.aio.AioRpcError as exc:
             if loop.predicate.budget_spent:
