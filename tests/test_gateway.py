@@ -261,3 +261,13 @@ async def test_internal_errors_do_not_leak(gw: Running, monkeypatch: pytest.Monk
     assert "secret" not in details
     monkeypatch.undo()
     assert (await gw.stub.Predict(hp2())).version == 2
+
+
+async def test_one_access_log_line_per_call(gw: Running, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="tfgate.access")
+    await gw.stub.Predict(hp2(version_label="stable"))
+    await expect_error(gw.stub.Predict(hp2(version=9)), grpc.StatusCode.NOT_FOUND)
+    lines = [r.getMessage() for r in caplog.records if r.name == "tfgate.access"]
+    assert len(lines) == 2
+    assert lines[0].startswith("Predict model=half_plus_two version=1 code=OK ms=")
+    assert lines[1].startswith("Predict model=half_plus_two version=- code=NOT_FOUND ms=")
