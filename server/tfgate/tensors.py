@@ -73,6 +73,8 @@ def _chosen_list(what: str, tensor: inference_pb2.Tensor) -> str | None:
 
 def _to_float(what: str, values: Array, dtype: DType) -> Array:
     assert dtype.wire is not None
+    if values.dtype == dtype.wire:
+        return values  # nothing to cast, nothing that can overflow
     with np.errstate(over="ignore", invalid="ignore"):
         if dtype.is_bfloat16:
             out = float32_to_bfloat16(values.astype(np.float32))
@@ -97,6 +99,15 @@ def _to_int(what: str, values: Array, dtype: DType) -> Array:
     if values.size and (values.min() < low or values.max() > high):
         raise InvalidArgument(f"{what}: a value is out of range for {dtype.name} [{low}, {high}]")
     return values.astype(dtype.wire)
+
+
+def cast(what: str, values: Array, dtype: DType) -> Array:
+    """Numeric ``values`` in ``dtype``'s wire layout, refusing what it cannot hold exactly."""
+    if dtype.kind == "int":
+        return _to_int(what, values, dtype)
+    if dtype.kind == "float":
+        return _to_float(what, values, dtype)
+    raise InvalidArgument(f"{what}: numbers cannot be cast to {dtype.name}")
 
 
 def from_domain(what: str, tensor: inference_pb2.Tensor, dtype: DType, spec: Shape | None) -> Array:
