@@ -1,3 +1,5 @@
+# TensorFlow ships no type information: tf.Module and tf.function are Any to mypy.
+# mypy: disallow-subclassing-any=False, disallow-untyped-decorators=False
 """Builds the demo SavedModels under models/ (`make models`).
 
 Every weight is a constant written below, so two runs give models that answer identically

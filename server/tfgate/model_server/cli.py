@@ -83,7 +83,13 @@ def main(argv: list[str]) -> int:
 
 
 def _serve(args: argparse.Namespace, stop: threading.Event) -> int:
-    from tfgate.model_server.config import load_model_config, plan_versions
+    try:
+        from tfgate.model_server.config import load_model_config, plan_versions
+    except ModuleNotFoundError as exc:
+        logger.error(
+            "%s: the model server needs the local extra (pip install 'tfgate[local]')", exc
+        )
+        return 1
     from tfgate.model_server.errors import StartupError
 
     try:

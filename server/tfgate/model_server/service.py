@@ -89,7 +89,7 @@ class _StatusInterceptor(grpc.ServerInterceptor):
             try:
                 return behavior(request, context)
             except ServingError as exc:
-                logger.info("%s: %s: %s", method, exc.code.name, exc.message)
+                logger.debug("%s: %s: %s", method, exc.code.name, exc.message)
                 context.abort(exc.code, exc.status_message())
             except Exception:
                 logger.exception("%s failed", method)
