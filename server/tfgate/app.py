@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -13,7 +14,9 @@ from grpc_reflection.v1alpha import reflection
 
 from tfgate.catalog import Catalog
 from tfgate.config import Config
+from tfgate.pipelines import Pipelines
 from tfgate.service import SERVICE_NAME, InferenceService
+from tfgate.translate import Selector
 from tfgate.upstream import Upstream
 
 logger = logging.getLogger(__name__)
@@ -25,8 +28,9 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 class Gateway:
     """One tfgate server. ``start`` binds and returns the port; ``stop`` drains and closes."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, pipelines: Pipelines | None = None) -> None:
         self.config = config
+        self.pipelines = pipelines or Pipelines()
         self.upstream = Upstream(config)
         self.catalog = Catalog(self.upstream.get_model_metadata, config.metadata_ttl)
         self.health = health.aio.HealthServicer()
@@ -41,11 +45,19 @@ class Gateway:
         self.port = 0
 
     async def start(self) -> int:
+        # A [models.NAME] section that does not fit its model stops tfgate before it serves.
+        deadline = time.monotonic() + min(self.config.default_timeout, 10.0)
+        try:
+            await self.pipelines.check(lambda m: self.catalog.metadata(Selector(m), deadline))
+        except BaseException:
+            await self.upstream.close()
+            raise
         service = InferenceService(
             self.upstream,
             self.catalog,
             self.config.default_timeout,
             self.config.max_tensor_elements,
+            self.pipelines,
         )
         self._server.add_generic_rpc_handlers((service.handler(),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
@@ -97,13 +109,13 @@ class Gateway:
         await self.upstream.close()
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, pipelines: Pipelines | None = None) -> int:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully; returns the exit status."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    gateway = Gateway(config)
+    gateway = Gateway(config, pipelines)
     port = await gateway.start()
     host = config.listen.rsplit(":", 1)[0]
     print(f"tfgate listening on {host}:{port} (backend {config.backend})", flush=True)

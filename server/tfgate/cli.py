@@ -53,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return 0 if check_health(args.target, args.timeout) else 1
 
-    from tfgate import app, config
+    from tfgate import app, config, pipeline_config
+    from tfgate.pipelines import Pipelines
 
     try:
         settings = config.load(
@@ -68,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ,
             args.config,
         )
+        sections = pipeline_config.load(args.config or os.environ.get("TFGATE_CONFIG"))
     except config.ConfigError as exc:
         print(f"tfgate: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -76,7 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     try:
-        return asyncio.run(app.serve(settings))
+        return asyncio.run(app.serve(settings, Pipelines(sections)))
+    except config.ConfigError as exc:  # a [models.NAME] section that does not fit its model
+        print(f"tfgate: configuration error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"tfgate: {exc}", file=sys.stderr)
         return 1

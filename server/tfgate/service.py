@@ -13,6 +13,7 @@ import grpc
 from tfgate import translate
 from tfgate.catalog import Catalog
 from tfgate.errors import BackendError, rpc
+from tfgate.pipelines import Pipelines
 from tfgate.upstream import Upstream
 from tfgate.v1 import inference_pb2
 
@@ -24,12 +25,18 @@ _STALE = frozenset({grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITI
 
 class InferenceService:
     def __init__(
-        self, upstream: Upstream, catalog: Catalog, default_timeout: float, max_elements: int
+        self,
+        upstream: Upstream,
+        catalog: Catalog,
+        default_timeout: float,
+        max_elements: int,
+        pipelines: Pipelines | None = None,
     ) -> None:
         self._upstream = upstream
         self._catalog = catalog
         self._default_timeout = default_timeout
         self._max_elements = max_elements
+        self._pipelines = pipelines or Pipelines()
 
     def _deadline(self, context: grpc.aio.ServicerContext[Any, Any]) -> float:
         # grpc.aio answers None when the caller set no deadline, whatever its stubs say.
@@ -45,7 +52,16 @@ class InferenceService:
         deadline = self._deadline(context)
         sel = translate.selector(request.model, request.version, request.version_label)
         meta = await self._catalog.metadata(sel, deadline)
-        backend_request = translate.predict_request(request, sel, meta, self._max_elements)
+        plan = self._pipelines.plan(meta, request.signature)
+        outputs = None
+        if plan is None:
+            backend_request = translate.predict_request(request, sel, meta, self._max_elements)
+        else:
+            prepared = plan.prepare(request, self._max_elements)
+            backend_request = translate.backend_request(
+                sel, plan.signature, prepared.inputs, prepared.output_filter
+            )
+            outputs = prepared.outputs
         try:
             answer = await self._upstream.predict(backend_request, deadline)
         except BackendError as exc:
@@ -53,7 +69,9 @@ class InferenceService:
                 self._catalog.forget(sel.model)
             raise
         self._catalog.answered(sel, answer.model_spec.version.value)
-        return translate.predict_response(answer, sel, backend_request.model_spec.signature_name)
+        return translate.predict_response(
+            answer, sel, backend_request.model_spec.signature_name, outputs
+        )
 
     @rpc("GetModel", inference_pb2.GetModelRequest)
     async def get_model(
@@ -65,7 +83,9 @@ class InferenceService:
             translate.status_request(sel.model), deadline
         )
         meta = await self._catalog.metadata(sel, deadline)
-        return translate.model_view(status, meta)
+        model = translate.model_view(status, meta)
+        self._pipelines.describe(meta, model)
+        return model
 
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(

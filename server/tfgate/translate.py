@@ -7,12 +7,14 @@ tfgate.upstream.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from google.protobuf import wrappers_pb2
 
 from tfgate import tensors, wire
+from tfgate.dtypes import DType
 from tfgate.errors import FailedPrecondition, InvalidArgument
 from tfgate.signatures import DEFAULT_SIGNATURE, SIGNATURE_DEF_FIELD, ModelMetadata, Signature
 from tfgate.tfs.tensorflow_serving.apis import (
@@ -147,10 +149,32 @@ def predict_request(
     return out
 
 
+def backend_request(
+    sel: Selector,
+    signature: str,
+    inputs: Mapping[str, tuple[DType, tensors.Array]],
+    output_filter: Sequence[str],
+) -> predict_pb2.PredictRequest:
+    """The TF Serving PredictRequest of arrays already in the signature's dtypes and shapes."""
+    out = predict_pb2.PredictRequest(
+        model_spec=sel.model_spec(signature), output_filter=output_filter
+    )
+    for key, (dtype, array) in inputs.items():
+        out.inputs[key].CopyFrom(tensors.to_proto(array, dtype))
+    return out
+
+
+# Turns one TF Serving output (name, dtype, array) into the domain outputs it makes.
+Outputs = Callable[[str, DType, tensors.Array], Iterable[tuple[str, DType, tensors.Array]]]
+
+
 def predict_response(
-    response: predict_pb2.PredictResponse, sel: Selector, signature: str
+    response: predict_pb2.PredictResponse,
+    sel: Selector,
+    signature: str,
+    outputs: Outputs | None = None,
 ) -> inference_pb2.PredictResponse:
-    """TF Serving's answer as a tfgate.v1.PredictResponse."""
+    """TF Serving's answer as a tfgate.v1.PredictResponse, through ``outputs`` if given."""
     spec = response.model_spec
     # Written as wire bytes and parsed once: large outputs never pass through Python lists.
     parts = [
@@ -159,12 +183,13 @@ def predict_response(
         wire.length_delimited(3, (spec.signature_name or signature).encode()),
     ]
     for key, proto in response.outputs.items():
-        what = f"output '{key}'"
-        dtype, array = tensors.from_proto(what, proto)
-        entry = wire.length_delimited(1, key.encode()) + wire.length_delimited(
-            2, tensors.to_domain_bytes(what, array, dtype)
-        )
-        parts.append(wire.length_delimited(4, entry))
+        dtype, array = tensors.from_proto(f"output '{key}'", proto)
+        made = [(key, dtype, array)] if outputs is None else outputs(key, dtype, array)
+        for name, made_dtype, made_array in made:
+            entry = wire.length_delimited(1, name.encode()) + wire.length_delimited(
+                2, tensors.to_domain_bytes(f"output '{name}'", made_array, made_dtype)
+            )
+            parts.append(wire.length_delimited(4, entry))
     return inference_pb2.PredictResponse.FromString(b"".join(parts))
 
 
