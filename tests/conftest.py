@@ -10,6 +10,7 @@ import grpc
 import pytest_asyncio
 
 from tests.fake_tfserving import FakeTFServing
+from tests.model_server_fixtures import model_server  # noqa: F401  (session fixture)
 from tfgate.app import Gateway
 from tfgate.config import Config, RetryPolicy
 from tfgate.v1 import inference_pb2_grpc

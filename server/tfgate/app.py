@@ -39,6 +39,8 @@ class Gateway:
             options=[
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", config.max_message_bytes),
+                # A second tfgate on a taken port must fail, not share it silently.
+                ("grpc.so_reuseport", 0),
             ]
         )
         self._monitor: asyncio.Task[None] | None = None

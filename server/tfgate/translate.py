@@ -211,6 +211,8 @@ def model_view(
             error=item.status.error_message,
         )
     for name, signature in meta.signatures.items():
+        if name.startswith("__saved_model"):
+            continue  # SavedModel's own init op: listed by TF Serving, not something to call
         view = model.signatures[name]
         view.method = signature.method
         for key, spec in signature.inputs.items():
