@@ -122,6 +122,17 @@ def default_models() -> dict[str, Model]:
     }
 
 
+# The *_val list of each dtype that has its own; the narrow integers share int_val.
+VAL_FIELD: dict[Any, str] = {
+    types_pb2.DT_FLOAT: "float_val",
+    types_pb2.DT_DOUBLE: "double_val",
+    types_pb2.DT_INT64: "int64_val",
+    types_pb2.DT_BOOL: "bool_val",
+    types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val",
+}
+
+
 def decode(proto: tensor_pb2.TensorProto) -> np.ndarray:
     shape = tuple(d.size for d in proto.tensor_shape.dim)
     size = int(np.prod(shape))
@@ -132,14 +143,7 @@ def decode(proto: tensor_pb2.TensorProto) -> np.ndarray:
     elif proto.dtype in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
         values = np.array(proto.half_val, dtype=np.uint16).view(NUMPY_OF[proto.dtype])
     else:
-        field_name = {
-            types_pb2.DT_FLOAT: "float_val",
-            types_pb2.DT_DOUBLE: "double_val",
-            types_pb2.DT_INT64: "int64_val",
-            types_pb2.DT_BOOL: "bool_val",
-            types_pb2.DT_UINT32: "uint32_val",
-            types_pb2.DT_UINT64: "uint64_val",
-        }.get(proto.dtype, "int_val")
+        field_name = VAL_FIELD.get(proto.dtype, "int_val")
         values = np.array(getattr(proto, field_name), dtype=NUMPY_OF[proto.dtype])
     if len(values) == 1 and size > 1:
         values = np.repeat(values, size)
@@ -161,15 +165,7 @@ def encode(array: np.ndarray, dtype: Any, tensor_content: bool) -> tensor_pb2.Te
     elif dtype in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
         proto.half_val.extend(flat.view(np.uint16).astype(np.int32).tolist())
     else:
-        field_name = {
-            types_pb2.DT_FLOAT: "float_val",
-            types_pb2.DT_DOUBLE: "double_val",
-            types_pb2.DT_INT64: "int64_val",
-            types_pb2.DT_BOOL: "bool_val",
-            types_pb2.DT_UINT32: "uint32_val",
-            types_pb2.DT_UINT64: "uint64_val",
-        }.get(dtype, "int_val")
-        getattr(proto, field_name).extend(flat.tolist())
+        getattr(proto, VAL_FIELD.get(dtype, "int_val")).extend(flat.tolist())
     return proto
 
 
