@@ -50,7 +50,7 @@ models: $(STAMP)
 	$(PY) scripts/export_models.py --out models
 
 bench: $(STAMP)
-	$(PY) bench/run.py
+	$(PY) -m bench.run
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,163 @@
+"""Driving h2load with pre-encoded gRPC calls, and reading what it reports.
+
+h2load (nghttp2) sends the same request body on every stream of every connection; a gRPC call is
+a POST of one length-prefixed message with ``content-type: application/grpc`` and
+``te: trailers``. h2load counts any HTTP 200 as a success and never reads ``grpc-status``, so the
+bench checks answers itself (see bench/run.py): real calls before each run, and the DATA bytes
+per request h2load saw against the size of a good answer.
+
+Everything but ``run`` is pure, and tested in tests/test_bench_parsing.py.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+GRPC_HEADERS = ("content-type: application/grpc", "te: trailers")
+
+
+def grpc_frame(message: bytes) -> bytes:
+    """One uncompressed gRPC message: flag 0, 4-byte big-endian length, the bytes."""
+    return struct.pack(">BI", 0, len(message)) + message
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The counters of one h2load run (its own printout)."""
+
+    seconds: float
+    rps: float
+    done: int
+    succeeded: int
+    failed: int
+    errored: int
+    timeout: int
+    status_2xx: int
+    status_other: int  # 3xx, 4xx and 5xx
+    data_bytes: int
+    mean_ms: float
+    max_ms: float
+
+
+_UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(number) * _UNIT_MS[unit]
+
+
+def parse_output(text: str) -> Summary:
+    """The counters from h2load's printout; ValueError if a line is missing."""
+
+    def find(pattern: str) -> re.Match[str]:
+        found = re.search(pattern, text, re.MULTILINE)
+        if found is None:
+            raise ValueError(f"h2load output has no line matching {pattern!r}:\n{text}")
+        return found
+
+    finished = find(r"^finished in ([\d.]+)s, ([\d.]+) req/s")
+    requests = find(
+        r"^requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+        r"(\d+) errored, (\d+) timeout"
+    )
+    codes = find(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
+    traffic = find(r"^traffic: .*?\((\d+)\) data")
+    times = find(r"^time for request:\s+(\S+)\s+(\S+)\s+(\S+)")
+    done, succeeded, failed, errored, timeout = (int(g) for g in requests.groups())
+    return Summary(
+        seconds=float(finished.group(1)),
+        rps=float(finished.group(2)),
+        done=done,
+        succeeded=succeeded,
+        failed=failed,
+        errored=errored,
+        timeout=timeout,
+        status_2xx=int(codes.group(1)),
+        status_other=sum(int(g) for g in codes.groups()[1:]),
+        data_bytes=int(traffic.group(1)),
+        mean_ms=_ms(times.group(3)),
+        max_ms=_ms(times.group(2)),
+    )
+
+
+def parse_log(text: str) -> list[float]:
+    """Per-request times in ms from h2load's ``--log-file`` (start µs, status, duration µs)."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3:
+            out.append(int(parts[2]) / 1000.0)
+    return out
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by linear interpolation between closest ranks (numpy's
+    default); NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def connections_for(concurrency: int) -> tuple[int, int]:
+    """(connections, streams per connection) for ``concurrency`` calls in flight.
+
+    One HTTP/2 connection carrying every stream, as one gRPC channel does: the way a service
+    calls tfgate, and the fair case for a single-threaded gateway.
+    """
+    return 1, concurrency
+
+
+def command(
+    url: str,
+    body: Path,
+    concurrency: int,
+    seconds: float,
+    *,
+    log_file: Path | None = None,
+    connections: int | None = None,
+) -> list[str]:
+    """The h2load command line for one timed run against ``url`` (h2c, prior knowledge)."""
+    conns, streams = connections_for(concurrency)
+    if connections is not None:
+        conns, streams = connections, max(1, concurrency // connections)
+    args = [
+        "h2load",
+        "-D",
+        f"{round(seconds * 1000)}ms",
+        "-c",
+        str(conns),
+        "-m",
+        str(streams),
+        "-t",
+        "1",
+    ]
+    args += ["-d", str(body)]
+    for header in GRPC_HEADERS:
+        args += ["-H", header]
+    if log_file is not None:
+        args += ["--log-file", str(log_file)]
+    return [*args, url]
+
+
+def run(args: list[str], seconds: float, cpu: str | None = None) -> str:
+    """Runs h2load (on CPU ``cpu`` when given) and returns its printout; h2load stops itself
+    after ``seconds``, and is killed if it has not a minute later."""
+    if cpu is not None:
+        args = ["taskset", "-c", cpu, *args]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    if done.returncode != 0 or "\nfinished in" not in done.stdout:
+        raise RuntimeError(
+            f"h2load failed ({done.returncode}): {done.stderr.strip()} {done.stdout[-300:]}"
+        )
+    return done.stdout

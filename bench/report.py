@@ -1,0 +1,204 @@
+"""The bench's results as one table, the ratios, the targets with PASS/MISS, and JSON files.
+
+Pure apart from ``save``: everything is computed from the list of rows run.py measured.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+Row = dict[str, Any]
+
+COLUMNS = (
+    ("path", "path", "{}"),
+    ("size", "size", "{}"),
+    ("conc", "conc", "{}"),
+    ("rps", "RPS", "{:.0f}"),
+    ("p50_ms", "p50 ms", "{:.3f}"),
+    ("p99_ms", "p99 ms", "{:.3f}"),
+    ("cpu_ms", "CPU ms/req (gateway)", "{:.3f}"),
+    ("backend_cpu_ms", "CPU ms/req (backend)", "{:.3f}"),
+)
+
+
+def _cell(row: Row, key: str, fmt: str) -> str:
+    value = row.get(key)
+    if value is None:
+        return row.get("note", "") if key == "rps" else ""
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    return fmt.format(value)
+
+
+def table(rows: Iterable[Row]) -> str:
+    lines = [
+        "| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
+        "|" + "|".join(" --- " for _ in COLUMNS) + "|",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row, k, f) for k, _, f in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def find(rows: Iterable[Row], path: str, size: str, conc: int) -> Row | None:
+    for row in rows:
+        if row["path"] == path and row["size"] == size and row["conc"] == conc:
+            return row if row.get("rps") is not None else None
+    return None
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def ratios(rows: list[Row], concurrencies: Iterable[int]) -> list[Row]:
+    """tfgate against the bare pass-through, nginx and direct, for small requests."""
+    out = []
+    for conc in concurrencies:
+        tfgate = find(rows, "tfgate", "small", conc)
+        bare = find(rows, "passthrough", "small", conc)
+        proxy = find(rows, "nginx", "small", conc)
+        direct = find(rows, "direct", "small", conc)
+        info = find(rows, "tfgate-info", "small", conc)
+
+        def get(row: Row | None, key: str) -> float | None:
+            return None if row is None else row.get(key)
+
+        out.append(
+            {
+                "conc": conc,
+                "rps_vs_passthrough": _div(get(tfgate, "rps"), get(bare, "rps")),
+                "rps_vs_nginx": _div(get(tfgate, "rps"), get(proxy, "rps")),
+                "cpu_vs_passthrough": _div(get(tfgate, "cpu_ms"), get(bare, "cpu_ms")),
+                "added_p50_ms": (
+                    None
+                    if tfgate is None or direct is None
+                    else tfgate["p50_ms"] - direct["p50_ms"]
+                ),
+                "info_log_cpu_ms": (
+                    None if info is None or tfgate is None else info["cpu_ms"] - tfgate["cpu_ms"]
+                ),
+            }
+        )
+    return out
+
+
+def ratio_table(rows: list[Row]) -> str:
+    cols = (
+        ("conc", "conc (small)", "{}"),
+        ("rps_vs_passthrough", "tfgate RPS / pass-through RPS", "{:.2f}"),
+        ("rps_vs_nginx", "tfgate RPS / nginx RPS", "{:.2f}"),
+        ("cpu_vs_passthrough", "tfgate CPU / pass-through CPU", "{:.2f}"),
+        ("added_p50_ms", "tfgate p50 - direct p50 (ms)", "{:.3f}"),
+        ("info_log_cpu_ms", "INFO access log, CPU ms/req", "{:+.3f}"),
+    )
+    lines = [
+        "| " + " | ".join(t for _, t, _ in cols) + " |",
+        "|" + "|".join(" --- " for _ in cols) + "|",
+    ]
+    for row in rows:
+        cells = [("n/a" if row[k] is None else f.format(row[k])) for k, _, f in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _target(name: str, value: float | None, ok: bool | None, shown: str) -> Row:
+    verdict = "n/a" if value is None or ok is None else ("PASS" if ok else "MISS")
+    return {"target": name, "value": value, "verdict": verdict, "shown": shown}
+
+
+def targets(
+    ratio_rows: list[Row], conversion: dict[str, Any], startup: dict[str, Any]
+) -> list[Row]:
+    by_conc = {r["conc"]: r for r in ratio_rows}
+    out = []
+    for conc in sorted(by_conc):
+        cpu = by_conc[conc]["cpu_vs_passthrough"]
+        out.append(
+            _target(
+                f"tfgate CPU/req <= 1.2x pass-through (small, c={conc})",
+                cpu,
+                None if cpu is None else cpu <= 1.2,
+                "n/a" if cpu is None else f"{cpu:.2f}x",
+            )
+        )
+    for conc in (16, 64):
+        rps = by_conc.get(conc, {}).get("rps_vs_passthrough")
+        out.append(
+            _target(
+                f"tfgate RPS >= 90% of pass-through (small, c={conc})",
+                rps,
+                None if rps is None else rps >= 0.9,
+                "n/a" if rps is None else f"{rps:.0%}",
+            )
+        )
+    added = by_conc.get(1, {}).get("added_p50_ms")
+    out.append(
+        _target(
+            "tfgate added p50 at c=1 <= 0.5 ms",
+            added,
+            None if added is None else added <= 0.5,
+            "n/a" if added is None else f"{added:.3f} ms",
+        )
+    )
+    fwd = conversion.get("tfgate_to_proto_ms")
+    copy = conversion.get("numpy_copy_4mb_ms")
+    tf = conversion.get("tf_make_tensor_proto_ms")
+    vs_copy = _div(fwd, copy)
+    out.append(
+        _target(
+            "Tensor -> TensorProto (1M float32) <= 2x a 4 MB numpy copy",
+            vs_copy,
+            None if vs_copy is None else vs_copy <= 2,
+            "n/a" if vs_copy is None else f"{fwd:.2f} ms = {vs_copy:.1f}x copy ({copy:.2f} ms)",
+        )
+    )
+    speedup = _div(tf, fwd)
+    out.append(
+        _target(
+            "Tensor -> TensorProto >= 3x faster than tf.make_tensor_proto",
+            speedup,
+            None if speedup is None else speedup >= 3,
+            "n/a (no TensorFlow)"
+            if speedup is None
+            else f"{speedup:.2f}x (tf {tf:.2f} ms, tfgate {fwd:.2f} ms)",
+        )
+    )
+    rss = startup.get("idle_rss_mb")
+    out.append(
+        _target(
+            "tfgate idle RSS <= 40 MB",
+            rss,
+            None if rss is None else rss <= 40,
+            "n/a" if rss is None else f"{rss:.1f} MB",
+        )
+    )
+    start = startup.get("start_to_serving_s")
+    out.append(
+        _target(
+            "tfgate start to SERVING <= 0.5 s",
+            start,
+            None if start is None else start <= 0.5,
+            "n/a" if start is None else f"{start:.3f} s",
+        )
+    )
+    return out
+
+
+def target_lines(rows: list[Row]) -> str:
+    return "\n".join(f"{r['verdict']:4}  {r['target']}: {r['shown']}" for r in rows)
+
+
+def save(results: dict[str, Any], directory: Path) -> Path:
+    """Writes ``latest.json`` and a timestamped copy; returns the latter."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(results, indent=2, default=str) + "\n"
+    stamped = directory / time.strftime("%Y%m%d-%H%M%S.json")
+    stamped.write_text(text)
+    (directory / "latest.json").write_text(text)
+    return stamped

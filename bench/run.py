@@ -1,0 +1,289 @@
+"""``make bench``: every path under the same load, the conversion and start-up figures, one table.
+
+Knobs (flags, or the environment variables in brackets):
+  --seconds S    [BENCH_SECONDS, 10]  measured seconds per run, after --warmup S [BENCH_WARMUP, 2]
+  --quick        [BENCH_QUICK=1]      a smoke test: 1 s runs, 0.5 s warm-ups, fewer repetitions
+  --extras       [BENCH_EXTRAS=1]     also uvloop and SO_REUSEPORT workers for the pass-through
+  --no-pin       [BENCH_PIN=0]        let the scheduler place processes instead of taskset
+
+On 2 cores the process under test gets CPU 1 to itself, the backend and h2load share CPU 0 (for
+the direct path h2load takes CPU 1 instead). Results: bench/results/latest.json and a
+timestamped copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from bench import conversion, load, paths, procs, report, startup, system
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CONCURRENCY = (1, 16, 64)
+SIZES = ("small", "large")
+FRONT_CPU, BACK_CPU = "1", "0"
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value not in ("", "0", "no", "false")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    parser.add_argument("--seconds", type=float, default=os.environ.get("BENCH_SECONDS"))
+    parser.add_argument("--warmup", type=float, default=os.environ.get("BENCH_WARMUP"))
+    parser.add_argument("--quick", action="store_true", default=_env_flag("BENCH_QUICK", False))
+    parser.add_argument("--extras", action="store_true", default=_env_flag("BENCH_EXTRAS", False))
+    parser.add_argument(
+        "--no-pin", dest="pin", action="store_false", default=_env_flag("BENCH_PIN", True)
+    )
+    parser.add_argument(
+        "--paths",
+        default="direct,nginx,passthrough,tfgate,tfgate-info",
+        help="comma-separated, from: " + ", ".join(paths.PATHS),
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if args.seconds is None:
+        args.seconds = 1.0 if args.quick else 10.0
+    if args.warmup is None:
+        args.warmup = 0.5 if args.quick else 2.0
+    args.seconds, args.warmup = float(args.seconds), float(args.warmup)
+    return args
+
+
+def _version(args: list[str]) -> str:
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "missing"
+    return (done.stdout + done.stderr).strip().splitlines()[0] if done.returncode == 0 else "?"
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "h2load": _version(["h2load", "--version"]),
+        "nginx": _version(["nginx", "-v"]),
+        "node": _version(["node", "--version"]),
+        "kernel": platform.release(),
+    }
+
+
+def measure_paths(
+    names: list[str], backend: procs.Proc, args: argparse.Namespace, workdir: Path
+) -> list[report.Row]:
+    rows: list[report.Row] = []
+    for name in names:
+        route = paths.PATHS[name]
+        if not route.built:
+            rows += [
+                {"path": name, "size": s, "conc": c, "note": "not built"}
+                for s in SIZES
+                for c in CONCURRENCY
+            ]
+            continue
+        front_cpu = FRONT_CPU if args.pin else None
+        proc = paths.start(name, backend, workdir, front_cpu)
+        target = f"127.0.0.1:{(proc or backend).port}"
+        # The access-log run only shows what the log costs: small requests are enough.
+        sizes = ("small",) if name == "tfgate-info" else SIZES
+        load_cpu = (FRONT_CPU if name == "direct" else BACK_CPU) if args.pin else None
+        settings = load.Settings(args.seconds, args.warmup, load_cpu)
+        stage = load.Stage(route, target, proc, backend, settings, workdir)
+        try:
+            for size in sizes:
+                for conc in CONCURRENCY:
+                    rows.append(_one(stage, size, conc))
+        finally:
+            if proc is not None:
+                proc.stop()
+    return rows
+
+
+def _one(stage: load.Stage, size: str, conc: int) -> report.Row:
+    name = stage.route.name
+    label = f"{name:<22} {size:<5} c={conc:<3}"
+    try:
+        row = load.drive(stage, size, conc)
+    except Exception as exc:  # one broken path must not hide the others' figures
+        row = {"path": name, "size": size, "conc": conc, "error": _short(exc)}
+    if "error" in row:
+        print(f"  {label} ERROR {row['error']}", flush=True)
+    else:
+        print(
+            f"  {label} {row['rps']:8.0f} req/s  p50 {row['p50_ms']:7.3f} ms  "
+            f"p99 {row['p99_ms']:7.3f} ms  cpu {row['cpu_ms']:.3f} ms/req"
+            + (
+                f"  (other work: {row['others_cpus']:.2f} CPUs)" if row["others_cpus"] > 0.1 else ""
+            ),
+            flush=True,
+        )
+    return row
+
+
+def measure_extras(
+    backend: procs.Proc, args: argparse.Namespace, workdir: Path
+) -> list[report.Row]:
+    """The pass-through on uvloop, and as 1 or 2 SO_REUSEPORT workers (small requests).
+
+    The kernel spreads connections, not streams, over SO_REUSEPORT workers, so these runs use 4
+    connections (c=16: 4 streams each; c=64: 16 each) for both worker counts.
+    """
+    rows: list[report.Row] = []
+    route = paths.PATHS["passthrough"]
+    target_of = lambda p: f"127.0.0.1:{p.port}"  # noqa: E731
+    variants: list[tuple[str, dict[str, Any], str | None, int | None]] = [
+        ("passthrough-uvloop", {"uvloop": True}, FRONT_CPU, None),
+        ("passthrough-4conn", {}, None, 4),
+        ("passthrough-x2-4conn", {"workers": 2}, None, 4),
+    ]
+    for label, options, cpu, connections in variants:
+        if options.get("uvloop") and not _has_uvloop():
+            rows.append({"path": label, "size": "small", "conc": 0, "note": "uvloop not installed"})
+            continue
+        front_cpu = cpu if args.pin else None
+        proc = paths.start_passthrough(target_of(backend), workdir, front_cpu, **options)
+        settings = load.Settings(
+            args.seconds, args.warmup, BACK_CPU if args.pin and cpu else None, connections
+        )
+        try:
+            for conc in CONCURRENCY:
+                if connections and conc < connections:
+                    continue
+                stage = load.Stage(
+                    paths.Route(label, route.method), target_of(proc), proc, backend, settings,
+                    workdir,
+                )  # fmt: skip
+                rows.append(_one(stage, "small", conc))
+        finally:
+            proc.stop()
+    return rows
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, grpc.RpcError):
+        return f"gRPC {exc.code().name}: {exc.details()}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    began = time.monotonic()
+    system.ensure()
+    if args.pin and (os.cpu_count() or 1) < 2:
+        args.pin = False
+    env = environment()
+    print(
+        f"tfgate bench: {args.seconds:g} s runs after {args.warmup:g} s warm-ups, "
+        f"{'pinned with taskset' if args.pin else 'unpinned'}; load average "
+        f"{' '.join(f'{v:.2f}' for v in env['load_average'])} on {env['cpus']} CPUs",
+        flush=True,
+    )
+    if env["load_average"][0] > 0.5:
+        print("  note: the machine is busy; figures will be lower than on an idle one", flush=True)
+    names = [n.strip() for n in args.paths.split(",") if n.strip()]
+    if "tfgate-tfs" not in names:
+        names.append("tfgate-tfs")
+    reps = 3 if args.quick else 9
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tfgate-bench-")))
+        backend = paths.start_backend(workdir, BACK_CPU if args.pin else None)
+        stack.callback(backend.stop)
+        rows = measure_paths(names, backend, args, workdir)
+        extras = measure_extras(backend, args, workdir) if args.extras else []
+        print("  conversion of 1M float32 ...", flush=True)
+        converted = conversion.measure(reps)
+        print("  start-up and idle memory ...", flush=True)
+        started = startup.measure(f"127.0.0.1:{backend.port}", workdir, 3)
+    ratio_rows = report.ratios(rows, CONCURRENCY)
+    target_rows = report.targets(ratio_rows, converted, started)
+    env["load_average_after"] = os.getloadavg()
+    results = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "settings": {"seconds": args.seconds, "warmup": args.warmup, "pin": args.pin,
+                     "quick": args.quick, "h2load": "one connection, -m = concurrency"},
+        "environment": env,
+        "rows": rows,
+        "ratios": ratio_rows,
+        "targets": target_rows,
+        "conversion": converted,
+        "startup": started,
+        "extras": extras,
+        "elapsed_s": time.monotonic() - began,
+    }  # fmt: skip
+    print()
+    print(render(results))
+    saved = report.save(results, args.out)
+    print(f"\nwritten: {args.out / 'latest.json'} and {saved.name} ({results['elapsed_s']:.0f} s)")
+    return 1 if any("error" in r for r in rows + extras) else 0
+
+
+def render(results: dict[str, Any]) -> str:
+    conv, start = results["conversion"], results["startup"]
+    parts = [
+        report.table(results["rows"]),
+        "",
+        report.ratio_table(results["ratios"]),
+    ]
+    if results["extras"]:
+        parts += ["", "Extras (small requests):", report.table(results["extras"])]
+    parts += [
+        "",
+        f"Conversion, 1M float32 (median of {conv['reps']}): numpy copy "
+        f"{conv['numpy_copy_4mb_ms']:.2f} ms; tfgate Tensor->TensorProto "
+        f"{conv['tfgate_to_proto_ms']:.2f} ms, TensorProto->Tensor bytes "
+        f"{conv['tfgate_from_proto_ms']:.2f} ms (from float_val: "
+        f"{conv['tfgate_from_proto_float_val_ms']:.2f} ms); "
+        + (
+            f"tf.make_tensor_proto {conv['tf_make_tensor_proto_ms']:.2f} ms, "
+            f"tf.make_ndarray {conv['tf_make_ndarray_ms']:.2f} ms (TensorFlow "
+            f"{conv['tensorflow']})"
+            if "tf_make_tensor_proto_ms" in conv
+            else conv.get("note", "")
+        ),
+        f"Start-up (median of {len(start['start_to_serving_all_s'])}): tfgate "
+        f"{start['start_to_serving_s']:.3f} s to SERVING, idle RSS {start['idle_rss_mb']:.1f} MB; "
+        + (
+            "importing the official tensorflow_serving.apis stubs: "
+            f"{start['official_import_s']:.2f} s ({start['official_process_s']:.2f} s for the "
+            f"process), RSS {start['official_rss_mb']:.0f} MB"
+            if "official_rss_mb" in start
+            else start.get("note", "")
+        ),
+        "",
+        report.target_lines(results["targets"]),
+    ]  # fmt: skip
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
