@@ -442,7 +442,7 @@ class Pipelines:
         # A version's signatures never change (see tfgate.catalog), nor then its plan.
         self._plans: dict[tuple[str, int], Plan | str] = {}
 
-    def _bound(self, section: ModelSection, meta: ModelMetadata) -> Plan | str:
+    def _bound(self, section: ModelSection, meta: ModelMetadata, log: bool = True) -> Plan | str:
         key = (meta.model, meta.version)
         found = self._plans.get(key)
         if found is None:
@@ -450,7 +450,8 @@ class Pipelines:
                 found = bind(section, meta)
             except BindError as exc:
                 found = str(exc)
-                logger.error("%s", found)
+                if log:  # at start-up the problem stops tfgate, with this message
+                    logger.error("%s; its requests are refused", found)
             self._plans[key] = found
         return found
 
@@ -491,7 +492,7 @@ class Pipelines:
                     exc.message,
                 )
                 continue
-            found = self._bound(section, meta)
+            found = self._bound(section, meta, log=False)
             if isinstance(found, str):
                 problems.append(found)
         if problems:
