@@ -29,6 +29,7 @@ signature.
 from __future__ import annotations
 
 import csv
+import os
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -158,10 +159,14 @@ class _Params:
             raise self.error(f"'{key}' must be a list of integers, got {value!r}")
         return tuple(value)
 
+    def path(self, shown: str) -> Path:
+        """A file named in the config, relative to the config file's directory."""
+        return Path(os.path.normpath(self.base / shown))
+
     def lines(self, key: str) -> tuple[str, list[str]]:
         """The file named by ``key`` (relative to the config file), as its non-empty lines."""
         shown = self.string(key)
-        path = self.base / shown
+        path = self.path(shown)
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
@@ -204,7 +209,7 @@ def _lookup(p: _Params, kind: Kind) -> Step:
         first = vocabulary.setdefault(token, index)
         if first != index:
             raise p.error(
-                f"file {p.base / shown}: line {index + 1} repeats the token {token!r} of "
+                f"file {p.path(shown)}: line {index + 1} repeats the token {token!r} of "
                 f"line {first + 1}"
             )
     if p.has("oov_token") == p.has("oov_id"):
@@ -214,7 +219,7 @@ def _lookup(p: _Params, kind: Kind) -> Step:
         token = p.string("oov_token")
         oov = vocabulary.get(token)
         if oov is None:
-            raise p.error(f"oov_token {token!r} is not in {p.base / shown}")
+            raise p.error(f"oov_token {token!r} is not in {p.path(shown)}")
     else:
         oov = p.integer("oov_id")
     return Lookup(shown, vocabulary, oov)
@@ -249,14 +254,14 @@ def _statistics(p: _Params, shown: str, lines: list[str]) -> tuple[Array, Array]
     rows = list(reader)
     if not rows or not {"mean", "std"} <= set(reader.fieldnames or ()):
         raise p.error(
-            f"file {p.base / shown}: needs a header row with 'mean' and 'std' columns and a row "
+            f"file {p.path(shown)}: needs a header row with 'mean' and 'std' columns and a row "
             "per channel"
         )
     try:
         mean = [float(row["mean"]) for row in rows]
         std = [float(row["std"]) for row in rows]
     except (TypeError, ValueError) as exc:
-        raise p.error(f"file {p.base / shown}: {exc}") from None
+        raise p.error(f"file {p.path(shown)}: {exc}") from None
     return channel_values("mean", mean), channel_values("std", std)
 
 
