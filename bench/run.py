@@ -59,6 +59,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="direct,nginx,passthrough,tfgate,tfgate-info",
         help="comma-separated, from: " + ", ".join(paths.PATHS),
     )
+    parser.add_argument(
+        "--backend",
+        choices=("node", "python"),
+        default=os.environ.get("BENCH_BACKEND", "node"),
+        help="node: bench/backend.js (default); python: the slower grpc.aio bench/backend.py",
+    )
+    parser.add_argument("--sizes", default=",".join(SIZES), help="small, large")
+    parser.add_argument(
+        "--concurrency", default=",".join(map(str, CONCURRENCY)), help="default 1,16,64"
+    )
+    parser.add_argument(
+        "--parts", default="load,conversion,startup", help="which parts to run (default: all)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.seconds is None:
@@ -66,6 +79,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.warmup is None:
         args.warmup = 0.5 if args.quick else 2.0
     args.seconds, args.warmup = float(args.seconds), float(args.warmup)
+    args.sizes = tuple(s for s in args.sizes.split(",") if s)
+    args.concurrency = tuple(int(c) for c in args.concurrency.split(",") if c)
     return args
 
 
@@ -96,24 +111,27 @@ def measure_paths(
     rows: list[report.Row] = []
     for name in names:
         route = paths.PATHS[name]
-        if not route.built:
-            rows += [
-                {"path": name, "size": s, "conc": c, "note": "not built"}
-                for s in SIZES
-                for c in CONCURRENCY
-            ]
-            continue
         front_cpu = FRONT_CPU if args.pin else None
         proc = paths.start(name, backend, workdir, front_cpu)
         target = f"127.0.0.1:{(proc or backend).port}"
+        if not _answers(target, route):
+            if proc is not None:
+                proc.stop()
+            print(f"  {name:<22} not built: {route.method} is UNIMPLEMENTED", flush=True)
+            rows += [
+                {"path": name, "size": s, "conc": c, "note": "not built"}
+                for s in args.sizes
+                for c in args.concurrency
+            ]
+            continue
         # The access-log run only shows what the log costs: small requests are enough.
-        sizes = ("small",) if name == "tfgate-info" else SIZES
+        sizes = ("small",) if name == "tfgate-info" else args.sizes
         load_cpu = (FRONT_CPU if name == "direct" else BACK_CPU) if args.pin else None
         settings = load.Settings(args.seconds, args.warmup, load_cpu)
         stage = load.Stage(route, target, proc, backend, settings, workdir)
         try:
             for size in sizes:
-                for conc in CONCURRENCY:
+                for conc in args.concurrency:
                     rows.append(_one(stage, size, conc))
         finally:
             if proc is not None:
@@ -168,7 +186,7 @@ def measure_extras(
             args.seconds, args.warmup, BACK_CPU if args.pin and cpu else None, connections
         )
         try:
-            for conc in CONCURRENCY:
+            for conc in args.concurrency:
                 if connections and conc < connections:
                     continue
                 stage = load.Stage(
@@ -179,6 +197,18 @@ def measure_extras(
         finally:
             proc.stop()
     return rows
+
+
+def _answers(target: str, route: paths.Route) -> bool:
+    """False when ``target`` does not implement ``route``'s method (a path not built yet)."""
+    try:
+        load.verify(target, route, "small", calls=1)
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+            return False
+    except ValueError:
+        pass  # it answers, wrongly: the measured run will say so
+    return True
 
 
 def _short(exc: Exception) -> str:
@@ -216,21 +246,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     reps = 3 if args.quick else 9
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tfgate-bench-")))
-        backend = paths.start_backend(workdir, BACK_CPU if args.pin else None)
+        start_backend = (
+            paths.start_backend if args.backend == "node" else paths.start_python_backend
+        )
+        backend = start_backend(workdir, BACK_CPU if args.pin else None)
         stack.callback(backend.stop)
-        rows = measure_paths(names, backend, args, workdir)
+        parts = set(args.parts.split(","))
+        rows = measure_paths(names, backend, args, workdir) if "load" in parts else []
         extras = measure_extras(backend, args, workdir) if args.extras else []
-        print("  conversion of 1M float32 ...", flush=True)
-        converted = conversion.measure(reps)
-        print("  start-up and idle memory ...", flush=True)
-        started = startup.measure(f"127.0.0.1:{backend.port}", workdir, 3)
-    ratio_rows = report.ratios(rows, CONCURRENCY)
+        converted: dict[str, Any] = {}
+        if "conversion" in parts:
+            print("  conversion of 1M float32 ...", flush=True)
+            converted = conversion.measure(reps)
+        started: dict[str, Any] = {}
+        if "startup" in parts:
+            print("  start-up and idle memory ...", flush=True)
+            started = startup.measure(f"127.0.0.1:{backend.port}", workdir, 3)
+    ratio_rows = report.ratios(rows, args.concurrency)
     target_rows = report.targets(ratio_rows, converted, started)
     env["load_average_after"] = os.getloadavg()
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "settings": {"seconds": args.seconds, "warmup": args.warmup, "pin": args.pin,
-                     "quick": args.quick, "h2load": "one connection, -m = concurrency"},
+                     "quick": args.quick, "backend": args.backend,
+                     "h2load": "one connection, -m = concurrency"},
         "environment": env,
         "rows": rows,
         "ratios": ratio_rows,
@@ -256,32 +295,36 @@ def render(results: dict[str, Any]) -> str:
     ]
     if results["extras"]:
         parts += ["", "Extras (small requests):", report.table(results["extras"])]
-    parts += [
-        "",
-        f"Conversion, 1M float32 (median of {conv['reps']}): numpy copy "
-        f"{conv['numpy_copy_4mb_ms']:.2f} ms; tfgate Tensor->TensorProto "
-        f"{conv['tfgate_to_proto_ms']:.2f} ms, TensorProto->Tensor bytes "
-        f"{conv['tfgate_from_proto_ms']:.2f} ms (from float_val: "
-        f"{conv['tfgate_from_proto_float_val_ms']:.2f} ms); "
-        + (
-            f"tf.make_tensor_proto {conv['tf_make_tensor_proto_ms']:.2f} ms, "
-            f"tf.make_ndarray {conv['tf_make_ndarray_ms']:.2f} ms (TensorFlow "
-            f"{conv['tensorflow']})"
-            if "tf_make_tensor_proto_ms" in conv
-            else conv.get("note", "")
-        ),
-        f"Start-up (median of {len(start['start_to_serving_all_s'])}): tfgate "
-        f"{start['start_to_serving_s']:.3f} s to SERVING, idle RSS {start['idle_rss_mb']:.1f} MB; "
-        + (
-            "importing the official tensorflow_serving.apis stubs: "
-            f"{start['official_import_s']:.2f} s ({start['official_process_s']:.2f} s for the "
-            f"process), RSS {start['official_rss_mb']:.0f} MB"
-            if "official_rss_mb" in start
-            else start.get("note", "")
-        ),
-        "",
-        report.target_lines(results["targets"]),
-    ]  # fmt: skip
+    if conv:
+        parts += [
+            "",
+            f"Conversion, 1M float32 (median of {conv['reps']}): numpy copy "
+            f"{conv['numpy_copy_4mb_ms']:.2f} ms; tfgate Tensor->TensorProto "
+            f"{conv['tfgate_to_proto_ms']:.2f} ms, TensorProto->Tensor bytes "
+            f"{conv['tfgate_from_proto_ms']:.2f} ms (from float_val: "
+            f"{conv['tfgate_from_proto_float_val_ms']:.2f} ms); "
+            + (
+                f"tf.make_tensor_proto {conv['tf_make_tensor_proto_ms']:.2f} ms, "
+                f"tf.make_ndarray {conv['tf_make_ndarray_ms']:.2f} ms (TensorFlow "
+                f"{conv['tensorflow']})"
+                if "tf_make_tensor_proto_ms" in conv
+                else conv.get("note", "")
+            ),
+        ]
+    if start:
+        parts += [
+            f"Start-up (median of {len(start['start_to_serving_all_s'])}): tfgate "
+            f"{start['start_to_serving_s']:.3f} s to SERVING, "
+            f"idle RSS {start['idle_rss_mb']:.1f} MB; "
+            + (
+                "importing the official tensorflow_serving.apis stubs: "
+                f"{start['official_import_s']:.2f} s ({start['official_process_s']:.2f} s for the "
+                f"process), RSS {start['official_rss_mb']:.0f} MB"
+                if "official_rss_mb" in start
+                else start.get("note", "")
+            ),
+        ]
+    parts += ["", report.target_lines(results["targets"])]  # fmt: skip
     return "\n".join(parts)
 
 
