@@ -95,3 +95,12 @@ def test_retry_policy_bounds() -> None:
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     }
+
+
+def test_file_read_once_is_reused() -> None:
+    # The CLI reads the file once and hands the parsed table to each reader (a pipe such as
+    # --config <(...) could not be read twice).
+    data = {"max_concurrency": 3, "models": {}}
+    loaded = config.load({}, {}, "/not/read/again.toml", data)
+    assert loaded.max_concurrency == 3
+    assert data == {"max_concurrency": 3, "models": {}}  # not consumed either

@@ -57,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tfgate.pipelines import Pipelines
 
     try:
+        path = config.config_path(args.config, os.environ)
+        file_data = config.read_file(path) if path else {}
         settings = config.load(
             {
                 "listen": args.listen,
@@ -67,9 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "log_level": args.log_level,
             },
             os.environ,
-            args.config,
+            path,
+            file_data,
         )
-        sections = pipeline_config.load(args.config or os.environ.get("TFGATE_CONFIG"))
+        sections = pipeline_config.load(path, file_data)
     except config.ConfigError as exc:
         print(f"tfgate: configuration error: {exc}", file=sys.stderr)
         return 2

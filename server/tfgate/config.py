@@ -223,22 +223,36 @@ def _settings(
     return out
 
 
+def config_path(flag: str | None, environ: Mapping[str, str]) -> str | None:
+    """The config file named by ``--config``, else by ``TFGATE_CONFIG``, if any."""
+    return flag or environ.get("TFGATE_CONFIG") or None
+
+
+def read_file(path: str) -> dict[str, Any]:
+    """The parsed TOML config file; read once, then handed to each part that needs it."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+
+
 def load(
     flags: Mapping[str, object | None],
     environ: Mapping[str, str],
     config_file: str | None = None,
+    file_data: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Builds the Config from flags (None: not given), ``TFGATE_*`` variables and the file."""
+    """Builds the Config from flags (None: not given), ``TFGATE_*`` variables and the file.
+
+    ``file_data`` is the file already read by ``read_file``; without it the file is read here.
+    """
     file_top: dict[str, object] = {}
     file_retry: dict[str, object] = {}
-    path = config_file or environ.get("TFGATE_CONFIG")
+    path = config_path(config_file, environ)
     if path:
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"config file {path}: {exc.strerror or exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path}: {exc}") from None
+        data = dict(read_file(path) if file_data is None else file_data)
         retry_table = data.pop("retry", {})
         if not isinstance(retry_table, dict):
             raise ConfigError(f"config file {path}: [retry] must be a table")

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from tfgate import dtypes
+from tfgate import config, dtypes
 from tfgate.config import ConfigError
 from tfgate.preprocess import (
     Array,
@@ -452,17 +451,16 @@ def _model(model: str, table: object, origin: str, base: Path) -> ModelSection:
     return ModelSection(model, signature, inputs, outputs, origin)
 
 
-def load(path: str | None) -> dict[str, ModelSection]:
-    """The ``[models.NAME]`` sections of the config file at ``path`` (none without a file)."""
+def load(path: str | None, data: Mapping[str, Any] | None = None) -> dict[str, ModelSection]:
+    """The ``[models.NAME]`` sections of the config file at ``path`` (none without a file).
+
+    ``data`` is the file as tfgate.config.read_file parsed it; without it the file is read here.
+    """
     if not path:
         return {}
     origin = f"config file {path}"
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{origin}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{origin}: {exc}") from None
+    if data is None:
+        data = config.read_file(path)
     models = data.get("models", {})
     if not isinstance(models, dict):
         raise PipelineConfigError(f"{origin}: 'models' must be a table of [models.NAME] sections")
