@@ -26,6 +26,8 @@ from grpc_health.v1 import health_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_CONFIG = ROOT / "models" / "models.config"
+# tfgate's own config: the preprocessing of the demo models (text in, labels out).
+DEMO_CONFIG = ROOT / "config" / "tfgate.toml"
 HOST = "127.0.0.1"
 MODEL_SERVER_PORT = 8500
 GATEWAY_PORT = 8080
@@ -134,6 +136,11 @@ def print_commands(gateway: str) -> None:
     predict = '{"model":"half_plus_two","inputs":{"x":{"floats":[1,2,5]}}}'
     canary = '{"model":"half_plus_two","version_label":"canary","inputs":{"x":{"floats":[1,2,5]}}}'
     get_model = '{"model":"half_plus_two"}'
+    sentiment = (
+        '{"model":"sentiment","inputs":{"text":{"strings":'
+        '["A great movie, I loved it!","Boring plot and awful acting."]}}}'
+    )
+    iris = '{"model":"iris","inputs":{"measurements":{"floats":[5.1,3.5,1.4,0.2,6.7,3.0,5.6,2.3]}}}'
     service = "tfgate.v1.InferenceService"
     print(
         f"""
@@ -144,6 +151,8 @@ tfgate is listening on {gateway}. Try:
   {call} -d '{predict}' {gateway} {service}/Predict
   {call} -d '{canary}' {gateway} {service}/Predict
   {call} -d '{get_model}' {gateway} {service}/GetModel
+  {call} -d '{sentiment}' {gateway} {service}/Predict
+  {call} -d '{iris}' {gateway} {service}/Predict
 
 Ctrl-C stops everything.
 """,
@@ -173,7 +182,18 @@ def main() -> int:
         gateway = f"{HOST}:{choose_port(GATEWAY_PORT)}"
         gateway_process = stack.start(
             "tfgate",
-            [sys.executable, "-m", "tfgate", "serve", "--listen", gateway, "--backend", backend],
+            [
+                sys.executable,
+                "-m",
+                "tfgate",
+                "serve",
+                "--listen",
+                gateway,
+                "--backend",
+                backend,
+                "--config",
+                str(DEMO_CONFIG),
+            ],
         )
         stack.wait_until_answers("tfgate", gateway_process, gateway)
         print_commands(gateway)
