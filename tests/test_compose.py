@@ -140,3 +140,14 @@ def test_docker_compose_can_parse_it() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_tfgate_gets_the_preprocessing_config_and_its_files(compose: dict[str, Any]) -> None:
+    tfgate = services(compose)["tfgate"]
+    config = PurePosixPath(flags(tfgate["command"])["config"])
+    mounted = mounts(tfgate)
+    assert mounted[str(config.parent)] == ("./config", "ro")
+    # config/tfgate.toml names its files relative to itself (../models/...): the models folder
+    # must sit beside the config folder in the container too.
+    assert mounted[str(config.parent.parent / "models")] == ("./models", "ro")
+    assert "../models/" in (ROOT / "config" / config.name).read_text()
