@@ -44,6 +44,7 @@ async def test_list(gw: Running) -> None:
     services = out.split()
     assert "tfgate.v1.InferenceService" in services
     assert "grpc.health.v1.Health" in services
+    assert "tensorflow.serving.PredictionService" in services  # the forwarded TF Serving API
 
 
 async def test_describe(gw: Running) -> None:

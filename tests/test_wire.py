@@ -40,3 +40,16 @@ def test_int64_field_negative_and_large() -> None:
     for value in (1, 300, -5, 2**62):
         data = wire.int64_field(2, value)
         assert inference_pb2.PredictResponse.FromString(data).version == value
+
+
+def test_find_field_reads_one_field_of_a_real_message() -> None:
+    request = inference_pb2.PredictRequest(
+        model="m", version=7, version_label="", inputs={"x": inference_pb2.Tensor(floats=[1, 2])}
+    )
+    request.output_filter.append("y")
+    data = request.SerializeToString()
+    assert wire.find_field(data, 1) == b"m"
+    assert wire.find_field(data, 6) == b"y"
+    assert wire.find_field(data, 3) is None  # empty: not written
+    assert wire.find_field(b"\xff\xff\xff", 1) is None
+    assert wire.find_field(data[:-1], 6) is None  # truncated

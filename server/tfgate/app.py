@@ -12,8 +12,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from tfgate import passthrough
 from tfgate.catalog import Catalog
 from tfgate.config import Config
+from tfgate.passthrough import PassThrough
 from tfgate.pipelines import Pipelines
 from tfgate.service import SERVICE_NAME, InferenceService
 from tfgate.translate import Selector
@@ -62,10 +64,13 @@ class Gateway:
             self.pipelines,
         )
         self._server.add_generic_rpc_handlers((service.handler(),))
+        names = [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        if self.config.tf_serving_api:
+            forwarded = PassThrough(self.upstream, self.config.default_timeout)
+            self._server.add_generic_rpc_handlers(forwarded.handlers())
+            names += passthrough.METHODS
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
-        )
+        reflection.enable_server_reflection(names, self._server)
         self.port = self._server.add_insecure_port(self.config.listen)
         if not self.port:
             raise OSError(f"cannot listen on {self.config.listen}")

@@ -42,6 +42,7 @@ NEVER_RETRY: Final = frozenset(
     }
 )
 
+_BOOLS: Final = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+|\*):(\d{1,5})$")
 
 
@@ -134,6 +135,9 @@ class Config:
     keepalive_time: float = 300.0
     # Models whose availability grpc.health.v1 reports, as the service "model:NAME".
     health_models: tuple[str, ...] = ()
+    # Also serve TF Serving's own PredictionService and ModelService.GetModelStatus, forwarded
+    # as bytes, for clients written for TF Serving (see tfgate.passthrough).
+    tf_serving_api: bool = True
     log_level: str = "INFO"
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -185,6 +189,12 @@ class Config:
 def _coerce(name: str, kind: Any, raw: object, source: str) -> object:
     """``raw`` as the type of field ``name``; strings (from env and flags) are parsed."""
     try:
+        if kind in ("bool", bool):
+            if isinstance(raw, bool):
+                return raw
+            if isinstance(raw, str) and raw.strip().lower() in _BOOLS:
+                return _BOOLS[raw.strip().lower()]
+            raise ValueError(raw)
         if kind in ("int", int):
             if isinstance(raw, bool):
                 raise ValueError(raw)

@@ -129,20 +129,45 @@ def from_backend(code: grpc.StatusCode, details: str | None) -> BackendError:
     return BackendError(mapped, text, code)
 
 
-_Req = TypeVar("_Req", bound=Message)
+_Req = TypeVar("_Req")
+_Msg = TypeVar("_Msg", bound=Message)
 _Resp = TypeVar("_Resp")
 Handler = Callable[[Any, _Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[_Resp]]
 RawHandler = Callable[[Any, bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[_Resp]]
 
 
+def parser(request_type: type[_Msg]) -> Callable[[bytes], _Msg]:
+    """Parses a request of ``request_type``; garbage is INVALID_ARGUMENT, not grpc's INTERNAL."""
+    name = request_type.DESCRIPTOR.full_name
+
+    def parse(data: bytes) -> _Msg:
+        try:
+            return request_type.FromString(data)
+        except DecodeError:
+            raise InvalidArgument(f"request: not a valid {name} ({len(data)} bytes)") from None
+
+    return parse
+
+
+def _model_field(request: Any) -> str:
+    return str(getattr(request, "model", "") or "-")
+
+
+def _version_field(response: Any) -> object:
+    return getattr(response, "version", "-")
+
+
 def rpc(
-    method: str, request_type: type[_Req]
+    method: str,
+    parse: Callable[[bytes], _Req],
+    model_of: Callable[[_Req], str] = _model_field,
+    version_of: Callable[[_Resp], object] = _version_field,
 ) -> Callable[[Handler[_Req, _Resp]], RawHandler[_Resp]]:
     """Wraps a servicer method: the one place where errors become statuses.
 
-    The wrapped method takes the request's bytes: they are parsed here, so that garbage is
-    INVALID_ARGUMENT rather than grpc's generic deserialisation failure. One access-log line
-    is written per call: ``METHOD model=NAME version=V code=CODE ms=LATENCY``.
+    The wrapped method takes the request's bytes and ``parse`` turns them into its argument.
+    One access-log line is written per call: ``METHOD model=NAME version=V code=CODE ms=MS``,
+    with the model and version read by ``model_of`` and ``version_of``.
     """
 
     def decorate(fn: Handler[_Req, _Resp]) -> RawHandler[_Resp]:
@@ -152,18 +177,13 @@ def rpc(
         ) -> _Resp:
             start = time.perf_counter()
             code = grpc.StatusCode.OK
-            request: Message | None = None
+            model = "-"
             version: object = "-"
             try:
-                try:
-                    request = request_type.FromString(data)
-                except DecodeError:
-                    raise InvalidArgument(
-                        f"request: not a valid {request_type.DESCRIPTOR.full_name} "
-                        f"({len(data)} bytes)"
-                    ) from None
+                request = parse(data)
+                model = model_of(request)
                 response = await fn(self, request, context)
-                version = getattr(response, "version", "-")
+                version = version_of(response)
                 return response
             except GatewayError as exc:
                 code = exc.code
@@ -181,7 +201,7 @@ def rpc(
                 access_logger.info(
                     "%s model=%s version=%s code=%s ms=%.2f",
                     method,
-                    getattr(request, "model", "") or "-",
+                    model,
                     version,
                     code.name,
                     (time.perf_counter() - start) * 1000.0,

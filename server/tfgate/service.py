@@ -12,7 +12,7 @@ import grpc
 
 from tfgate import translate
 from tfgate.catalog import Catalog
-from tfgate.errors import BackendError, rpc
+from tfgate.errors import BackendError, parser, rpc
 from tfgate.pipelines import Pipelines
 from tfgate.upstream import Upstream
 from tfgate.v1 import inference_pb2
@@ -45,7 +45,7 @@ class InferenceService:
             remaining = self._default_timeout
         return time.monotonic() + remaining
 
-    @rpc("Predict", inference_pb2.PredictRequest)
+    @rpc("Predict", parser(inference_pb2.PredictRequest))
     async def predict(
         self, request: inference_pb2.PredictRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> inference_pb2.PredictResponse:
@@ -73,7 +73,7 @@ class InferenceService:
             answer, sel, backend_request.model_spec.signature_name, outputs
         )
 
-    @rpc("GetModel", inference_pb2.GetModelRequest)
+    @rpc("GetModel", parser(inference_pb2.GetModelRequest))
     async def get_model(
         self, request: inference_pb2.GetModelRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> inference_pb2.Model:

@@ -66,6 +66,14 @@ class Replica:
         self.channel = grpc.aio.insecure_channel(target, options=options)
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
+        self._raw: dict[str, grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = {}
+
+    def raw(self, path: str) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
+        """The method at ``path`` with bytes in and out: nothing parsed, nothing re-encoded."""
+        found = self._raw.get(path)
+        if found is None:
+            found = self._raw[path] = self.channel.unary_unary(path)
+        return found
 
     def looks_down(self) -> bool:
         state = self.channel.get_state(try_to_connect=False)
@@ -116,6 +124,10 @@ class Upstream:
     ) -> get_model_status_pb2.GetModelStatusResponse:
         return await self._call(lambda r: r.models.GetModelStatus, request, deadline)
 
+    async def forward(self, path: str, request: bytes, deadline: float) -> bytes:
+        """Any TF Serving method, request and answer as serialized bytes."""
+        return await self._call(lambda r: r.raw(path), request, deadline)
+
     async def probe(self, within: float) -> bool:
         """Whether any replica answers at all, within ``within`` seconds. No cap, no retries."""
         for replica in self.replicas:
@@ -142,7 +154,7 @@ class Upstream:
     async def _call(
         self,
         method: Callable[[Replica], grpc.aio.UnaryUnaryMultiCallable[Any, _Resp]],
-        request: Message,
+        request: Message | bytes,
         deadline: float,
     ) -> _Resp:
         self.budget.record_call()
@@ -177,7 +189,7 @@ class Upstream:
     async def _attempt(
         self,
         method: grpc.aio.UnaryUnaryMultiCallable[Any, _Resp],
-        request: Message,
+        request: Message | bytes,
         deadline: float,
     ) -> _Resp:
         if deadline - time.monotonic() <= 0:

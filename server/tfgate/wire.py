@@ -63,3 +63,48 @@ def encode_varints(values: np.ndarray[Any, Any]) -> bytes:
 def packed_varints(field: int, values: np.ndarray[Any, Any]) -> bytes:
     """A packed repeated int64 field."""
     return length_delimited(field, encode_varints(values))
+
+
+def _read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def find_field(data: bytes, field: int) -> bytes | None:
+    """The payload of the first length-delimited ``field`` at the top level of a message.
+
+    Walks the message's fields (not their elements) and skips the others; None when the field
+    is absent or the bytes are not a message.
+    """
+    view = memoryview(data)
+    pos = 0
+    try:
+        while pos < len(view):
+            key, pos = _read_varint(view, pos)
+            number, kind = key >> 3, key & 7
+            if kind == 0:
+                _, pos = _read_varint(view, pos)
+            elif kind == 1:
+                pos += 8
+            elif kind == 5:
+                pos += 4
+            elif kind == _LEN:
+                size, pos = _read_varint(view, pos)
+                if pos + size > len(view):
+                    return None
+                if number == field:
+                    return bytes(view[pos : pos + size])
+                pos += size
+            else:
+                return None
+    except ValueError:
+        return None
+    return None

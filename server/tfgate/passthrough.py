@@ -1,0 +1,90 @@
+"""TF Serving's own API, forwarded: PredictionService and ModelService.GetModelStatus.
+
+Clients written for TF Serving can point at tfgate unchanged and get its retries, retry budget,
+concurrency cap, load shedding, deadlines and health. Requests and answers travel as the bytes
+they arrived as: nothing is parsed or re-encoded, so this path costs little more than a proxy.
+It validates nothing either; that is what tfgate.v1 is for. Only the model name is read (from
+the request's first field, ModelSpec in every TF Serving request) for the access log.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any, Final, cast
+
+import grpc
+
+from tfgate import wire
+from tfgate.errors import rpc
+from tfgate.tfs.tensorflow_serving.apis import (
+    model_pb2,
+    model_service_pb2,
+    prediction_service_pb2,
+)
+from tfgate.upstream import Upstream
+
+PREDICTION_SERVICE: Final = prediction_service_pb2.DESCRIPTOR.services_by_name[
+    "PredictionService"
+].full_name
+MODEL_SERVICE: Final = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name
+
+# What is forwarded. ModelService.HandleReloadConfigRequest changes what TF Serving serves: an
+# operator's call to TF Serving itself, not something to open to every caller of the gateway.
+METHODS: Final = {
+    PREDICTION_SERVICE: ("Predict", "GetModelMetadata", "Classify", "Regress", "MultiInference"),
+    MODEL_SERVICE: ("GetModelStatus",),
+}
+
+
+def _same(data: bytes) -> bytes:
+    return data
+
+
+def _model_name(data: bytes) -> str:
+    spec = wire.find_field(data, 1)
+    if spec is None:
+        return "-"
+    try:
+        return model_pb2.ModelSpec.FromString(spec).name or "-"
+    except Exception:  # MultiInferenceRequest's field 1 is a task, not a ModelSpec
+        return "-"
+
+
+def _no_version(_: bytes) -> str:
+    return "-"
+
+
+class PassThrough:
+    def __init__(self, upstream: Upstream, default_timeout: float) -> None:
+        self._upstream = upstream
+        self._default_timeout = default_timeout
+
+    def _forwarder(self, path: str) -> Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Any]:
+        upstream = self._upstream
+        default_timeout = self._default_timeout
+
+        @rpc(path, _same, _model_name, _no_version)
+        async def forward(
+            _: object, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> bytes:
+            remaining = cast(float | None, context.time_remaining())
+            deadline = time.monotonic() + (default_timeout if remaining is None else remaining)
+            return await upstream.forward(path, request, deadline)
+
+        return functools.partial(forward, None)  # still a coroutine function to grpc
+
+    def handlers(self) -> list[grpc.GenericRpcHandler]:
+        return [
+            grpc.method_handlers_generic_handler(
+                service,
+                {
+                    method: grpc.unary_unary_rpc_method_handler(
+                        self._forwarder(f"/{service}/{method}")
+                    )
+                    for method in methods
+                },
+            )
+            for service, methods in METHODS.items()
+        ]
