@@ -9,8 +9,8 @@
 | tfgate-info | the same at log level INFO: one access-log line per call |
 | tfgate-tfs | tfgate's TF Serving pass-through (/tensorflow.serving.PredictionService/Predict) |
 
-tfgate-tfs is measured once tfgate answers TF Serving's Predict; until then (UNIMPLEMENTED) its
-rows read "not built".
+tfgate-tfs is measured when the tfgate it starts answers TF Serving's Predict; a tfgate without
+that API (UNIMPLEMENTED) gets rows that read "not built".
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Where tfgate's time goes under load: py-spy samples ``tfgate serve`` while h2load drives it.
 
-Run: ``python -m bench.profile [--seconds 10] [--size small] [--conc 16] [--native]``. Writes a
+Run: ``python -m bench.profile [--path tfgate|tfgate-tfs] [--seconds 10] [--size small]
+[--conc 16] [--native]``. Writes a
 flame graph (bench/results/profile-<size>-c<conc>.svg) and prints the cost per request of each
 tfgate function: its share of the samples times the CPU time per request measured meanwhile.
 Needs py-spy (requirements/dev.txt).
@@ -85,6 +86,7 @@ def costs(collapsed: str, cpu_ms_per_request: float, count: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--path", choices=("tfgate", "tfgate-tfs"), default="tfgate")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--size", default="small")
     parser.add_argument("--conc", type=int, default=16)
@@ -93,13 +95,13 @@ def main() -> int:
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     run.RESULTS.mkdir(parents=True, exist_ok=True)
-    svg = run.RESULTS / f"profile-{args.size}-c{args.conc}.svg"
+    svg = run.RESULTS / f"profile-{args.path}-{args.size}-c{args.conc}.svg"
     with tempfile.TemporaryDirectory(prefix="tfgate-profile-") as tmp:
         workdir = Path(tmp)
         backend = paths.start_backend(workdir, run.BACK_CPU)
         gateway = None
         try:
-            gateway = paths.start("tfgate", backend, workdir, run.FRONT_CPU)
+            gateway = paths.start(args.path, backend, workdir, run.FRONT_CPU)
             assert gateway is not None
             report = _profile(spy, gateway, args, workdir, svg)
         finally:
@@ -115,7 +117,7 @@ def main() -> int:
 def _profile(
     spy: str, gateway: procs.Proc, args: argparse.Namespace, workdir: Path, svg: Path
 ) -> str:
-    route = paths.PATHS["tfgate"]
+    route = paths.PATHS[args.path]
     target = f"127.0.0.1:{gateway.port}"
     load.verify(target, route, args.size)
     body = workdir / "body.bin"

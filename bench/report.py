@@ -23,13 +23,16 @@ COLUMNS = (
     ("p99_ms", "p99 ms", "{:.3f}"),
     ("cpu_ms", "CPU ms/req (gateway)", "{:.3f}"),
     ("backend_cpu_ms", "CPU ms/req (backend)", "{:.3f}"),
+    ("others_cpus", "other work (CPUs)", "{:.2f}"),
 )
 
 
 def _cell(row: Row, key: str, fmt: str) -> str:
     value = row.get(key)
     if value is None:
-        return row.get("note", "") if key == "rps" else ""
+        if key != "rps":
+            return ""
+        return str(row.get("note") or ("error (see JSON)" if "error" in row else ""))
     if isinstance(value, float) and math.isnan(value):
         return "n/a"
     return fmt.format(value)
@@ -65,6 +68,7 @@ def ratios(rows: list[Row], concurrencies: Iterable[int]) -> list[Row]:
         proxy = find(rows, "nginx", "small", conc)
         direct = find(rows, "direct", "small", conc)
         info = find(rows, "tfgate-info", "small", conc)
+        forwarded = find(rows, "tfgate-tfs", "small", conc)
 
         def get(row: Row | None, key: str) -> float | None:
             return None if row is None else row.get(key)
@@ -80,6 +84,8 @@ def ratios(rows: list[Row], concurrencies: Iterable[int]) -> list[Row]:
                     if tfgate is None or direct is None
                     else tfgate["p50_ms"] - direct["p50_ms"]
                 ),
+                "tfs_rps_vs_passthrough": _div(get(forwarded, "rps"), get(bare, "rps")),
+                "tfs_cpu_vs_passthrough": _div(get(forwarded, "cpu_ms"), get(bare, "cpu_ms")),
                 "info_log_cpu_ms": (
                     None if info is None or tfgate is None else info["cpu_ms"] - tfgate["cpu_ms"]
                 ),
@@ -96,6 +102,8 @@ def ratio_table(rows: list[Row]) -> str:
         ("cpu_vs_passthrough", "tfgate CPU / pass-through CPU", "{:.2f}"),
         ("added_p50_ms", "tfgate p50 - direct p50 (ms)", "{:.3f}"),
         ("info_log_cpu_ms", "INFO access log, CPU ms/req", "{:+.3f}"),
+        ("tfs_rps_vs_passthrough", "tfgate-tfs RPS / pass-through RPS", "{:.2f}"),
+        ("tfs_cpu_vs_passthrough", "tfgate-tfs CPU / pass-through CPU", "{:.2f}"),
     )
     lines = [
         "| " + " | ".join(t for _, t, _ in cols) + " |",

@@ -1,7 +1,7 @@
 """``make bench``: every path under the same load, the conversion and start-up figures, one table.
 
 Knobs (flags, or the environment variables in brackets):
-  --seconds S    [BENCH_SECONDS, 10]  measured seconds per run, after --warmup S [BENCH_WARMUP, 2]
+  --seconds S    [BENCH_SECONDS, 10]  measured seconds per run, after --warmup S [BENCH_WARMUP, 1]
   --quick        [BENCH_QUICK=1]      a smoke test: 1 s runs, 0.5 s warm-ups, fewer repetitions
   --extras       [BENCH_EXTRAS=1]     also uvloop and SO_REUSEPORT workers for the pass-through
   --no-pin       [BENCH_PIN=0]        let the scheduler place processes instead of taskset
@@ -77,7 +77,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.seconds is None:
         args.seconds = 1.0 if args.quick else 10.0
     if args.warmup is None:
-        args.warmup = 0.5 if args.quick else 2.0
+        args.warmup = 0.5 if args.quick else 1.0
     args.seconds, args.warmup = float(args.seconds), float(args.warmup)
     args.sizes = tuple(s for s in args.sizes.split(",") if s)
     args.concurrency = tuple(int(c) for c in args.concurrency.split(",") if c)
