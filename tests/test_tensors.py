@@ -258,3 +258,21 @@ def test_large_float_tensor_round_trips_exactly() -> None:
     back = domain(proto)
     assert np.array_equal(np.array(back.floats, dtype=np.float32), values)
     assert list(back.shape) == [100, 1000]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "array"),
+    [
+        ("float32", np.arange(6, dtype="<f4").reshape(2, 3)),
+        ("int64", np.array([[-1], [2**40]], dtype="<i8")),
+        ("bool", np.array([True, False])),
+        ("float16", np.zeros((0, 4), dtype="<f2")),
+        ("int8", np.array(5, dtype="i1")),
+        ("string", np.array([b"a", b""], dtype=object)),
+    ],
+)
+def test_chunked_encoding_equals_the_message(dtype: str, array) -> None:
+    written = b"".join(tensors.to_proto_chunks(array, D[dtype]))
+    assert tensor_pb2.TensorProto.FromString(written) == tensors.to_proto(array, D[dtype])
+    parsed = tensor_pb2.TensorProto.FromString(written)
+    assert [d.size for d in parsed.tensor_shape.dim] == list(array.shape)  # zero dims kept

@@ -5,6 +5,7 @@ Requests arrive as bytes and are parsed, and errors become statuses, in tfgate.e
 
 from __future__ import annotations
 
+import operator
 import time
 from typing import Any, cast
 
@@ -48,7 +49,7 @@ class InferenceService:
     @rpc("Predict", parser(inference_pb2.PredictRequest))
     async def predict(
         self, request: inference_pb2.PredictRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> inference_pb2.PredictResponse:
+    ) -> translate.EncodedResponse:
         deadline = self._deadline(context)
         sel = translate.selector(request.model, request.version, request.version_label)
         meta = await self._catalog.metadata(sel, deadline)
@@ -63,15 +64,13 @@ class InferenceService:
             )
             outputs = prepared.outputs
         try:
-            answer = await self._upstream.predict(backend_request, deadline)
+            answer = await self._upstream.predict(backend_request.data, deadline)
         except BackendError as exc:
             if exc.backend_code in _STALE:
                 self._catalog.forget(sel.model)
             raise
         self._catalog.answered(sel, answer.model_spec.version.value)
-        return translate.predict_response(
-            answer, sel, backend_request.model_spec.signature_name, outputs
-        )
+        return translate.predict_response(answer, sel, backend_request.signature, outputs)
 
     @rpc("GetModel", parser(inference_pb2.GetModelRequest))
     async def get_model(
@@ -93,7 +92,8 @@ class InferenceService:
             {
                 "Predict": grpc.unary_unary_rpc_method_handler(
                     self.predict,
-                    response_serializer=inference_pb2.PredictResponse.SerializeToString,
+                    # Already wire bytes (tfgate.translate.predict_response).
+                    response_serializer=operator.attrgetter("data"),
                 ),
                 "GetModel": grpc.unary_unary_rpc_method_handler(
                     self.get_model,

@@ -177,6 +177,21 @@ def to_proto(array: Array, dtype: DType) -> tensor_pb2.TensorProto:
     return proto
 
 
+def to_proto_chunks(array: Array, dtype: DType) -> list[wire.Chunk]:
+    """``to_proto(array, dtype)``, serialized, in chunks: the values are not copied here."""
+    if dtype.kind == "string":
+        return [to_proto(array, dtype).SerializeToString()]
+    assert dtype.wire is not None
+    dims: list[wire.Chunk] = []
+    for d in array.shape:
+        dims += wire.nested(2, [wire.int64_field(1, int(d))])
+    chunks: list[wire.Chunk] = [wire.int64_field(1, dtype.enum), *wire.nested(2, dims)]
+    content = np.ascontiguousarray(array, dtype=dtype.wire)
+    if content.nbytes:
+        chunks += [wire.header(4, content.nbytes), content.data]
+    return chunks
+
+
 def from_proto(what: str, proto: tensor_pb2.TensorProto) -> tuple[DType, Array]:
     """The values of a TensorProto, in either encoding, as an array and its DType.
 
@@ -235,30 +250,41 @@ def to_domain(what: str, array: Array, dtype: DType) -> inference_pb2.Tensor:
 
 def to_domain_bytes(what: str, array: Array, dtype: DType) -> bytes:
     """``array`` as a serialized tfgate.v1.Tensor (see ``to_domain``)."""
-    flat = array.ravel()
-    parts = [wire.packed_varints(1, np.asarray(array.shape, dtype=np.int64))]
+    return b"".join(to_domain_chunks(what, array, dtype))
+
+
+def _packed(field: int, values: Array) -> list[wire.Chunk]:
+    if not values.size:
+        return []
+    return [wire.header(field, values.nbytes), np.ascontiguousarray(values).data]
+
+
+def to_domain_chunks(what: str, array: Array, dtype: DType) -> list[wire.Chunk]:
+    """``to_domain_bytes`` in chunks: the values are not copied here."""
+    flat = array.reshape(-1)
+    chunks: list[wire.Chunk] = [wire.packed_varints(1, np.asarray(array.shape, dtype=np.int64))]
     if dtype.kind == "float":
         if dtype.wire == _F64:
-            parts.append(wire.length_delimited(3, flat.astype(_F64).tobytes()))
+            chunks += _packed(3, flat.astype(_F64, copy=False))
         else:
-            as_f32 = bfloat16_to_float32(flat) if dtype.is_bfloat16 else flat.astype(_F32)
-            parts.append(wire.length_delimited(2, as_f32.astype(_F32).tobytes()))
+            as_f32 = bfloat16_to_float32(flat) if dtype.is_bfloat16 else flat
+            chunks += _packed(2, as_f32.astype(_F32, copy=False))
     elif dtype.kind == "int":
         if dtype.name == "uint64" and flat.size and flat.max() > np.iinfo(np.int64).max:
             raise Unsupported(f"{what}: a uint64 value does not fit tfgate.v1.Tensor.ints")
-        parts.append(wire.packed_varints(4, flat.astype(np.int64)))
+        chunks.append(wire.packed_varints(4, flat.astype(np.int64, copy=False)))
     elif dtype.kind == "bool":
-        parts.append(wire.length_delimited(7, flat.astype(np.uint8).tobytes()))
-    parts.append(wire.length_delimited(8, dtype.name.encode()))
+        chunks += _packed(7, flat.astype(np.uint8))
+    chunks.append(wire.length_delimited(8, dtype.name.encode()))
     if dtype.kind != "string":
-        return b"".join(parts)
-    tensor = inference_pb2.Tensor.FromString(b"".join(parts))
+        return chunks
+    tensor = inference_pb2.Tensor.FromString(b"".join(chunks))
     items = flat.tolist()
     try:
         tensor.strings.extend(list(map(bytes.decode, items)))
     except UnicodeDecodeError:
         tensor.bytes_values.extend(items)
-    return tensor.SerializeToString()
+    return [tensor.SerializeToString()]
 
 
 def float32_to_bfloat16(values: Array) -> Array:

@@ -109,7 +109,7 @@ def predict_request(
     sel: Selector,
     meta: ModelMetadata,
     max_elements: int = 2**62,
-) -> predict_pb2.PredictRequest:
+) -> BackendRequest:
     """The TF Serving PredictRequest for ``request``, validated against the signature."""
     total = count_values(request)
     if total > max_elements:
@@ -139,14 +139,23 @@ def predict_request(
             raise InvalidArgument(f"output_filter: '{alias}' is listed twice")
         seen.add(alias)
 
-    out = predict_pb2.PredictRequest(
-        model_spec=sel.model_spec(name), output_filter=request.output_filter
-    )
+    arrays = {}
     for key, tensor in request.inputs.items():
         spec = signature.inputs[key]
         array = tensors.from_domain(f"input '{key}'", tensor, spec.dtype, spec.shape)
-        out.inputs[key].CopyFrom(tensors.to_proto(array, spec.dtype))
-    return out
+        arrays[key] = (spec.dtype, array)
+    return backend_request(sel, name, arrays, request.output_filter)
+
+
+@dataclass(frozen=True)
+class BackendRequest:
+    """A serialized tensorflow.serving.PredictRequest, and the signature it names."""
+
+    data: bytes
+    signature: str
+
+    def parse(self) -> predict_pb2.PredictRequest:
+        return predict_pb2.PredictRequest.FromString(self.data)
 
 
 def backend_request(
@@ -154,18 +163,35 @@ def backend_request(
     signature: str,
     inputs: Mapping[str, tuple[DType, tensors.Array]],
     output_filter: Sequence[str],
-) -> predict_pb2.PredictRequest:
-    """The TF Serving PredictRequest of arrays already in the signature's dtypes and shapes."""
-    out = predict_pb2.PredictRequest(
-        model_spec=sel.model_spec(signature), output_filter=output_filter
-    )
+) -> BackendRequest:
+    """The TF Serving PredictRequest of arrays already in the signature's dtypes and shapes.
+
+    Written as wire bytes: each tensor's values are copied once, into the request.
+    """
+    chunks: list[wire.Chunk] = wire.nested(1, [sel.model_spec(signature).SerializeToString()])
     for key, (dtype, array) in inputs.items():
-        out.inputs[key].CopyFrom(tensors.to_proto(array, dtype))
-    return out
+        entry = [
+            wire.length_delimited(1, key.encode()),
+            *wire.nested(2, tensors.to_proto_chunks(array, dtype)),
+        ]
+        chunks += wire.nested(2, entry)
+    chunks += [wire.length_delimited(3, alias.encode()) for alias in output_filter]
+    return BackendRequest(b"".join(chunks), signature)
 
 
 # Turns one TF Serving output (name, dtype, array) into the domain outputs it makes.
 Outputs = Callable[[str, DType, tensors.Array], Iterable[tuple[str, DType, tensors.Array]]]
+
+
+@dataclass(frozen=True)
+class EncodedResponse:
+    """A serialized tfgate.v1.PredictResponse, sent as it is, and the version that answered."""
+
+    data: bytes
+    version: int
+
+    def parse(self) -> inference_pb2.PredictResponse:
+        return inference_pb2.PredictResponse.FromString(self.data)
 
 
 def predict_response(
@@ -173,11 +199,14 @@ def predict_response(
     sel: Selector,
     signature: str,
     outputs: Outputs | None = None,
-) -> inference_pb2.PredictResponse:
-    """TF Serving's answer as a tfgate.v1.PredictResponse, through ``outputs`` if given."""
+) -> EncodedResponse:
+    """TF Serving's answer as a tfgate.v1.PredictResponse, through ``outputs`` if given.
+
+    Written as wire bytes, handed to gRPC as they are: large outputs never pass through Python
+    lists, and each output's values are copied once.
+    """
     spec = response.model_spec
-    # Written as wire bytes and parsed once: large outputs never pass through Python lists.
-    parts = [
+    chunks: list[wire.Chunk] = [
         wire.length_delimited(1, (spec.name or sel.model).encode()),
         wire.int64_field(2, spec.version.value),
         wire.length_delimited(3, (spec.signature_name or signature).encode()),
@@ -186,11 +215,10 @@ def predict_response(
         dtype, array = tensors.from_proto(f"output '{key}'", proto)
         made = [(key, dtype, array)] if outputs is None else outputs(key, dtype, array)
         for name, made_dtype, made_array in made:
-            entry = wire.length_delimited(1, name.encode()) + wire.length_delimited(
-                2, tensors.to_domain_bytes(f"output '{name}'", made_array, made_dtype)
-            )
-            parts.append(wire.length_delimited(4, entry))
-    return inference_pb2.PredictResponse.FromString(b"".join(parts))
+            tensor = tensors.to_domain_chunks(f"output '{name}'", made_array, made_dtype)
+            entry = [wire.length_delimited(1, name.encode()), *wire.nested(2, tensor)]
+            chunks += wire.nested(4, entry)
+    return EncodedResponse(b"".join(chunks), spec.version.value)
 
 
 def _tensor_spec(spec: tensors.Shape | None, dtype_name: str) -> inference_pb2.TensorSpec:

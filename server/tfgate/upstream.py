@@ -19,12 +19,12 @@ from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 import grpc
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from tfgate import retry
 from tfgate.admission import Limiter
 from tfgate.config import Config
-from tfgate.errors import DeadlineExceeded, Unavailable, from_backend
+from tfgate.errors import BadBackendAnswer, DeadlineExceeded, Unavailable, from_backend
 from tfgate.tfs.tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -40,6 +40,7 @@ _Resp = TypeVar("_Resp")
 # Codes that mean "nobody answered" for the health probe; any other answer proves TF Serving is up.
 _DOWN: Final = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 _AVAILABLE: Final = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+_PREDICT: Final = "/tensorflow.serving.PredictionService/Predict"
 
 
 def channel_options(config: Config) -> list[tuple[str, Any]]:
@@ -109,10 +110,15 @@ class Upstream:
                 return replica
         return self.replicas[start % count]
 
-    async def predict(
-        self, request: predict_pb2.PredictRequest, deadline: float
-    ) -> predict_pb2.PredictResponse:
-        return await self._call(lambda r: r.prediction.Predict, request, deadline)
+    async def predict(self, request: bytes, deadline: float) -> predict_pb2.PredictResponse:
+        """Predict with a PredictRequest already serialized (see tfgate.translate)."""
+        answer = await self.forward(_PREDICT, request, deadline)
+        try:
+            return predict_pb2.PredictResponse.FromString(answer)
+        except DecodeError:
+            raise BadBackendAnswer(
+                f"TF Serving's Predict answer is not a PredictResponse ({len(answer)} bytes)"
+            ) from None
 
     async def get_model_metadata(
         self, request: get_model_metadata_pb2.GetModelMetadataRequest, deadline: float

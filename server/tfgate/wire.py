@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 _LEN = 2  # wire type of length-delimited fields, packed repeated fields included
+_FEW = 32
 
 
 def varint(value: int) -> bytes:
@@ -26,11 +27,30 @@ def varint(value: int) -> bytes:
             return bytes(out)
 
 
+# Pieces of a message being written, joined once at the end. numpy arrays go in as
+# memoryviews, so their bytes are copied only by that final join.
+Chunk = bytes | memoryview
+
+
+def size_of(chunks: list[Chunk]) -> int:
+    return sum(c.nbytes if isinstance(c, memoryview) else len(c) for c in chunks)
+
+
+def header(field: int, size: int) -> bytes:
+    """The tag and length of a length-delimited field of ``size`` bytes."""
+    return varint(field << 3 | _LEN) + varint(size)
+
+
+def nested(field: int, chunks: list[Chunk]) -> list[Chunk]:
+    """Field ``field`` holding ``chunks``: written even when empty (a message's presence counts)."""
+    return [header(field, size_of(chunks)), *chunks]
+
+
 def length_delimited(field: int, payload: bytes) -> bytes:
     """Field ``field`` holding ``payload``; an empty payload writes nothing (proto3 default)."""
     if not payload:
         return b""
-    return varint(field << 3 | _LEN) + varint(len(payload)) + payload
+    return header(field, len(payload)) + payload
 
 
 def int64_field(field: int, value: int) -> bytes:
@@ -45,6 +65,9 @@ def encode_varints(values: np.ndarray[Any, Any]) -> bytes:
     u = np.ascontiguousarray(values, dtype=np.int64).view(np.uint64).ravel()
     if not u.size:
         return b""
+    if u.size <= _FEW:
+        # A shape or a handful of ids: numpy's per-call cost would outweigh the work.
+        return b"".join(map(varint, u.tolist()))
     groups = np.ones(u.size, dtype=np.int64)
     for k in range(1, 10):
         groups += (u >> np.uint64(7 * k)) != 0
