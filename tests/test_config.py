@@ -104,3 +104,9 @@ def test_file_read_once_is_reused() -> None:
     loaded = config.load({}, {}, "/not/read/again.toml", data)
     assert loaded.max_concurrency == 3
     assert data == {"max_concurrency": 3, "models": {}}  # not consumed either
+
+
+def test_event_loop_choice() -> None:
+    assert config.load({}, {"TFGATE_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
+    with pytest.raises(ConfigError, match="event_loop: expected auto, uvloop or asyncio"):
+        config.load({}, {"TFGATE_EVENT_LOOP": "trio"})

@@ -138,6 +138,8 @@ class Config:
     # Also serve TF Serving's own PredictionService and ModelService.GetModelStatus, forwarded
     # as bytes, for clients written for TF Serving (see tfgate.passthrough).
     tf_serving_api: bool = True
+    # "auto": uvloop when installed (it cuts grpc.aio's own cost per call), else asyncio's loop.
+    event_loop: str = "auto"
     log_level: str = "INFO"
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -172,6 +174,10 @@ class Config:
         if self.max_message_bytes < 1024:
             raise ConfigError(
                 f"max_message_bytes: must be at least 1024, got {self.max_message_bytes}"
+            )
+        if self.event_loop not in ("auto", "uvloop", "asyncio"):
+            raise ConfigError(
+                f"event_loop: expected auto, uvloop or asyncio, got {self.event_loop!r}"
             )
         if any(not m for m in self.health_models):
             raise ConfigError("health_models: a model name is empty")

@@ -203,7 +203,7 @@ def from_proto(what: str, proto: tensor_pb2.TensorProto) -> tuple[DType, Array]:
     if proto.tensor_shape.unknown_rank:
         raise Unsupported(f"{what}: TF Serving returned a tensor of unknown rank")
     shape = tuple(int(d.size) for d in proto.tensor_shape.dim)
-    size = int(np.prod(shape, dtype=np.int64))
+    size = math.prod(shape)
     values: Array
     if dtype.kind == "string":
         values = _object_array(list(proto.string_val), (len(proto.string_val),))

@@ -98,9 +98,13 @@ def signature_of(meta: ModelMetadata, name: str) -> tuple[str, Signature]:
 def count_values(request: inference_pb2.PredictRequest) -> int:
     """How many values the request's input tensors carry in all."""
     return sum(
-        len(getattr(tensor, name))
-        for tensor in request.inputs.values()
-        for name in tensors.VALUE_LISTS
+        len(t.floats)
+        + len(t.doubles)
+        + len(t.ints)
+        + len(t.strings)
+        + len(t.bytes_values)
+        + len(t.bools)
+        for t in request.inputs.values()
     )
 
 
