@@ -48,9 +48,15 @@ def measure_tfgate(reps: int) -> dict[str, float]:
         dtype, array = tensors.from_proto("y", p)
         return tensors.to_domain_bytes("y", array, dtype)
 
+    def forward() -> bytes:
+        # What tfgate sends: the TensorProto written as wire bytes into the backend request.
+        array = tensors.from_domain("x", domain, float32, (-1,))
+        return b"".join(tensors.to_proto_chunks(array, float32))
+
     return {
         "numpy_copy_4mb_ms": median_ms(lambda: np.copy(values), reps),
-        "tfgate_to_proto_ms": median_ms(
+        "tfgate_to_proto_ms": median_ms(forward, reps),
+        "tfgate_to_proto_message_ms": median_ms(
             lambda: tensors.to_proto(tensors.from_domain("x", domain, float32, (-1,)), float32),
             reps,
         ),

@@ -41,6 +41,9 @@ def main() -> None:
             {
                 "tensorflow": tf.__version__,
                 "tf_make_tensor_proto_ms": _median_ms(lambda: tf.make_tensor_proto(values), reps),
+                "tf_make_tensor_proto_serialized_ms": _median_ms(
+                    lambda: tf.make_tensor_proto(values).SerializeToString(), reps
+                ),
                 "tf_make_ndarray_ms": _median_ms(lambda: tf.make_ndarray(proto), reps),
             }
         )

@@ -300,11 +300,14 @@ def render(results: dict[str, Any]) -> str:
             "",
             f"Conversion, 1M float32 (median of {conv['reps']}): numpy copy "
             f"{conv['numpy_copy_4mb_ms']:.2f} ms; tfgate Tensor->TensorProto "
-            f"{conv['tfgate_to_proto_ms']:.2f} ms, TensorProto->Tensor bytes "
+            f"{conv['tfgate_to_proto_ms']:.2f} ms as the wire bytes it sends "
+            f"({conv['tfgate_to_proto_message_ms']:.2f} ms as a message), "
+            "TensorProto->Tensor bytes "
             f"{conv['tfgate_from_proto_ms']:.2f} ms (from float_val: "
             f"{conv['tfgate_from_proto_float_val_ms']:.2f} ms); "
             + (
-                f"tf.make_tensor_proto {conv['tf_make_tensor_proto_ms']:.2f} ms, "
+                f"tf.make_tensor_proto {conv['tf_make_tensor_proto_ms']:.2f} ms "
+                f"({conv['tf_make_tensor_proto_serialized_ms']:.2f} ms serialized), "
                 f"tf.make_ndarray {conv['tf_make_ndarray_ms']:.2f} ms (TensorFlow "
                 f"{conv['tensorflow']})"
                 if "tf_make_tensor_proto_ms" in conv
