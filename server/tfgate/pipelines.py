@@ -214,16 +214,7 @@ class Plan:
                 f"inputs: preprocessing makes {size} values in all, more than tfgate's "
                 f"max_tensor_elements ({max_elements})"
             )
-        wanted: list[str] = []
-        for name in request.output_filter:
-            if name not in self.sources:
-                raise InvalidArgument(
-                    f"output_filter: '{name}' is not an output of {where} (outputs: "
-                    f"{', '.join(self.sources)})"
-                )
-            if name in wanted:
-                raise InvalidArgument(f"output_filter: '{name}' is listed twice")
-            wanted.append(name)
+        wanted = translate.check_output_filter(request.output_filter, self.sources, where)
         chosen = frozenset(wanted) if wanted else None
 
         def outputs(alias: str, dtype: DType, array: Array) -> Iterator[tuple[str, DType, Array]]:

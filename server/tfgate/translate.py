@@ -7,7 +7,7 @@ tfgate.upstream.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -95,6 +95,21 @@ def signature_of(meta: ModelMetadata, name: str) -> tuple[str, Signature]:
     return key, found
 
 
+def check_output_filter(names: Sequence[str], outputs: Collection[str], where: str) -> list[str]:
+    """``names`` if each is one of ``outputs``, once; else INVALID_ARGUMENT naming the culprit."""
+    wanted: list[str] = []
+    for name in names:
+        if name not in outputs:
+            raise InvalidArgument(
+                f"output_filter: '{name}' is not an output of {where} (outputs: "
+                f"{', '.join(outputs)})"
+            )
+        if name in wanted:
+            raise InvalidArgument(f"output_filter: '{name}' is listed twice")
+        wanted.append(name)
+    return wanted
+
+
 def count_values(request: inference_pb2.PredictRequest) -> int:
     """How many values the request's input tensors carry in all."""
     return sum(
@@ -132,16 +147,7 @@ def predict_request(
     if missing:
         specs = ", ".join(f"'{k}' ({signature.inputs[k].describe()})" for k in missing)
         raise InvalidArgument(f"inputs: missing {specs}, required by {where}")
-    seen: set[str] = set()
-    for alias in request.output_filter:
-        if alias not in signature.outputs:
-            raise InvalidArgument(
-                f"output_filter: '{alias}' is not an output of {where} (outputs: "
-                f"{', '.join(signature.outputs)})"
-            )
-        if alias in seen:
-            raise InvalidArgument(f"output_filter: '{alias}' is listed twice")
-        seen.add(alias)
+    check_output_filter(request.output_filter, signature.outputs, where)
 
     arrays = {}
     for key, tensor in request.inputs.items():
