@@ -171,3 +171,39 @@ async def test_health_follows_the_backend(start_gateway: StartGateway) -> None:
     await fake.start(port)
     await wait_for(health_pb2.HealthCheckResponse.SERVING)
     await fake.stop()
+
+
+async def test_health_per_model(start_gateway: StartGateway, backend: FakeTFServing) -> None:
+    from grpc_health.v1 import health_pb2
+
+    gw = await start_gateway(
+        backend.target, health_interval=0.1, health_models=("half_plus_two", "nope")
+    )
+    check = gw.channel.unary_unary(
+        "/grpc.health.v1.Health/Check",
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
+
+    async def status(service: str) -> int | None:
+        try:
+            return (await check(health_pb2.HealthCheckRequest(service=service))).status
+        except grpc.aio.AioRpcError:
+            return None  # not reported yet
+
+    serving = health_pb2.HealthCheckResponse.SERVING
+    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+    for _ in range(60):
+        if await status("model:half_plus_two") == serving:
+            break
+        await asyncio.sleep(0.05)
+    assert await status("model:half_plus_two") == serving
+    assert await status("model:nope") == not_serving
+    # Its only versions gone: the model turns NOT_SERVING while tfgate itself stays SERVING.
+    backend.models["half_plus_two"].versions.clear()
+    for _ in range(60):
+        if await status("model:half_plus_two") == not_serving:
+            break
+        await asyncio.sleep(0.05)
+    assert await status("model:half_plus_two") == not_serving
+    assert await status("") == serving
