@@ -207,3 +207,25 @@ async def test_health_per_model(start_gateway: StartGateway, backend: FakeTFServ
         await asyncio.sleep(0.05)
     assert await status("model:half_plus_two") == not_serving
     assert await status("") == serving
+
+
+async def test_limits_on_what_a_client_can_send(
+    start_gateway: StartGateway, backend: FakeTFServing
+) -> None:
+    from tfgate.v1 import inference_pb2
+
+    gw = await start_gateway(backend.target, max_message_bytes=64 * 1024, max_tensor_elements=1000)
+    big = inference_pb2.PredictRequest(
+        model="half_plus_two", inputs={"x": inference_pb2.Tensor(floats=[1.0] * 50_000)}
+    )
+    await expect_error(gw.stub.Predict(big, timeout=5), grpc.StatusCode.RESOURCE_EXHAUSTED)
+    many = inference_pb2.PredictRequest(
+        model="half_plus_two", inputs={"x": inference_pb2.Tensor(floats=[1.0] * 2000)}
+    )
+    await expect_error(
+        gw.stub.Predict(many, timeout=5),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "2000 values in all, more than tfgate's max_tensor_elements (1000)",
+    )
+    assert backend.calls["Predict"] == 0
+    assert (await gw.stub.Predict(hp2(), timeout=5)).version == 2  # and it keeps serving
