@@ -276,3 +276,16 @@ def test_chunked_encoding_equals_the_message(dtype: str, array) -> None:
     assert tensor_pb2.TensorProto.FromString(written) == tensors.to_proto(array, D[dtype])
     parsed = tensor_pb2.TensorProto.FromString(written)
     assert [d.size for d in parsed.tensor_shape.dim] == list(array.shape)  # zero dims kept
+
+
+def test_floats_read_in_place_only_when_the_payload_agrees() -> None:
+    values = np.arange(6, dtype=np.float32)
+    tensor = T(floats=values.tolist(), shape=[2, 3])
+    payload = memoryview(values.tobytes())
+    in_place = tensors.from_domain("input 'x'", tensor, D["float32"], (-1, 3), (2, payload))
+    assert in_place.tolist() == values.reshape(2, 3).tolist()
+    assert not in_place.flags.owndata  # a view of the payload, not a copy
+    # The wrong field, or a size that disagrees with the message: the message is read instead.
+    for packed in ((3, payload), (2, payload[:8])):
+        copied = tensors.from_domain("input 'x'", tensor, D["float64"], (-1, 3), packed)
+        assert copied.dtype == np.float64 and copied.tolist() == values.reshape(2, 3).tolist()

@@ -53,3 +53,36 @@ def test_find_field_reads_one_field_of_a_real_message() -> None:
     assert wire.find_field(data, 3) is None  # empty: not written
     assert wire.find_field(b"\xff\xff\xff", 1) is None
     assert wire.find_field(data[:-1], 6) is None  # truncated
+
+
+def test_packed_inputs_finds_each_float_payload_in_place() -> None:
+    floats = np.arange(5, dtype=np.float32)
+    doubles = np.array([0.5, -1.0])
+    request = inference_pb2.PredictRequest(
+        model="m",
+        inputs={
+            "f": inference_pb2.Tensor(floats=floats.tolist(), shape=[5]),
+            "d": inference_pb2.Tensor(doubles=doubles.tolist()),
+            "i": inference_pb2.Tensor(ints=[1, 2]),
+        },
+    )
+    found = wire.packed_inputs(request.SerializeToString())
+    assert set(found) == {"f", "d"}
+    assert found["f"][0] == 2 and np.frombuffer(found["f"][1], "<f4").tolist() == floats.tolist()
+    assert found["d"][0] == 3 and np.frombuffer(found["d"][1], "<f8").tolist() == doubles.tolist()
+
+
+def test_packed_inputs_leaves_out_what_is_unusual() -> None:
+    one = inference_pb2.Tensor(floats=[1.0]).SerializeToString()
+    # The floats split over two packed fields: valid protobuf, but not one payload to read.
+    split = one + one
+    entry = wire.length_delimited(1, b"x") + wire.length_delimited(2, split)
+    data = wire.length_delimited(5, entry)
+    assert inference_pb2.PredictRequest.FromString(data).inputs["x"].floats == [1.0, 1.0]
+    assert wire.packed_inputs(data) == {}
+    assert wire.packed_inputs(b"\xff\xff") == {}
+    # A later entry for the same name replaces the earlier one, as protobuf's parser does.
+    later = wire.length_delimited(1, b"x") + wire.length_delimited(
+        2, inference_pb2.Tensor(ints=[3]).SerializeToString()
+    )
+    assert wire.packed_inputs(data + wire.length_delimited(5, later)) == {}

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import operator
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import grpc
 
-from tfgate import translate
+from tfgate import translate, wire
 from tfgate.catalog import Catalog
 from tfgate.errors import BackendError, parser, rpc
 from tfgate.pipelines import Pipelines
@@ -22,6 +23,29 @@ SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].ful
 
 # TF Serving's answers that mean the cached view of a model is out of date.
 _STALE = frozenset({grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION})
+
+
+# A Predict request, parsed, with the bytes it came as: large float inputs are read from those.
+Received = tuple[inference_pb2.PredictRequest, bytes]
+# Below this many values, reading the parsed message is as cheap as finding them in the bytes.
+_IN_PLACE_FROM = 4096
+
+
+def _with_bytes(
+    parse: Callable[[bytes], inference_pb2.PredictRequest],
+) -> Callable[[bytes], Received]:
+    return lambda data: (parse(data), data)
+
+
+def _model_of_received(received: Received) -> str:
+    return received[0].model or "-"
+
+
+def _packed_inputs(
+    request: inference_pb2.PredictRequest, data: bytes
+) -> dict[str, tuple[int, memoryview]] | None:
+    large = any(len(t.floats) + len(t.doubles) >= _IN_PLACE_FROM for t in request.inputs.values())
+    return wire.packed_inputs(data) if large else None
 
 
 class InferenceService:
@@ -46,17 +70,20 @@ class InferenceService:
             remaining = self._default_timeout
         return time.monotonic() + remaining
 
-    @rpc("Predict", parser(inference_pb2.PredictRequest))
+    @rpc("Predict", _with_bytes(parser(inference_pb2.PredictRequest)), _model_of_received)
     async def predict(
-        self, request: inference_pb2.PredictRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, received: Received, context: grpc.aio.ServicerContext[Any, Any]
     ) -> translate.EncodedResponse:
+        request, data = received
         deadline = self._deadline(context)
         sel = translate.selector(request.model, request.version, request.version_label)
         meta = await self._catalog.metadata(sel, deadline)
         plan = self._pipelines.plan(meta, request.signature)
         outputs = None
         if plan is None:
-            backend_request = translate.predict_request(request, sel, meta, self._max_elements)
+            backend_request = translate.predict_request(
+                request, sel, meta, self._max_elements, _packed_inputs(request, data)
+            )
         else:
             prepared = plan.prepare(request, self._max_elements)
             backend_request = translate.backend_request(

@@ -110,10 +110,19 @@ def cast(what: str, values: Array, dtype: DType) -> Array:
     raise InvalidArgument(f"{what}: numbers cannot be cast to {dtype.name}")
 
 
-def from_domain(what: str, tensor: inference_pb2.Tensor, dtype: DType, spec: Shape | None) -> Array:
+def from_domain(
+    what: str,
+    tensor: inference_pb2.Tensor,
+    dtype: DType,
+    spec: Shape | None,
+    packed: tuple[int, memoryview] | None = None,
+) -> Array:
     """The request tensor ``tensor`` as an array of ``dtype``, validated against ``spec``.
 
-    ``what`` names the tensor in error messages, e.g. "input 'x'".
+    ``what`` names the tensor in error messages, e.g. "input 'x'". ``packed`` may be the field
+    number and wire payload of its ``floats`` or ``doubles`` (tfgate.wire.packed_inputs): the
+    values are then read in place rather than copied out of the message, when the field is the
+    list chosen and its size agrees with the message's.
     """
     chosen = _chosen_list(what, tensor)
     values = getattr(tensor, chosen) if chosen else ()
@@ -141,7 +150,15 @@ def from_domain(what: str, tensor: inference_pb2.Tensor, dtype: DType, spec: Sha
         )
         return converted.reshape(shape)
     elif chosen in ("floats", "doubles"):
-        source = np.array(values, dtype=np.float32 if chosen == "floats" else np.float64)
+        field, element = (2, _F32) if chosen == "floats" else (3, _F64)
+        if (
+            packed is not None
+            and packed[0] == field
+            and packed[1].nbytes == len(values) * element.itemsize
+        ):
+            source = np.frombuffer(packed[1], dtype=element)
+        else:
+            source = np.array(values, dtype=element)
         converted = (
             _to_int(what, source, dtype) if dtype.kind == "int" else _to_float(what, source, dtype)
         )

@@ -128,8 +128,13 @@ def predict_request(
     sel: Selector,
     meta: ModelMetadata,
     max_elements: int = 2**62,
+    packed: Mapping[str, tuple[int, memoryview]] | None = None,
 ) -> BackendRequest:
-    """The TF Serving PredictRequest for ``request``, validated against the signature."""
+    """The TF Serving PredictRequest for ``request``, validated against the signature.
+
+    ``packed``: the request's float payloads as found in its bytes (tfgate.wire.packed_inputs),
+    read in place instead of copied out of the message.
+    """
     total = count_values(request)
     if total > max_elements:
         raise InvalidArgument(
@@ -152,7 +157,9 @@ def predict_request(
     arrays = {}
     for key, tensor in request.inputs.items():
         spec = signature.inputs[key]
-        array = tensors.from_domain(f"input '{key}'", tensor, spec.dtype, spec.shape)
+        array = tensors.from_domain(
+            f"input '{key}'", tensor, spec.dtype, spec.shape, packed.get(key) if packed else None
+        )
         arrays[key] = (spec.dtype, array)
     return backend_request(sel, name, arrays, request.output_filter)
 

@@ -6,6 +6,7 @@ bytes with numpy and parsing them back is ~100x faster for large tensors.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -101,33 +102,75 @@ def _read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def find_field(data: bytes, field: int) -> bytes | None:
-    """The payload of the first length-delimited ``field`` at the top level of a message.
+def fields(data: bytes | memoryview) -> Iterator[tuple[int, memoryview | None]]:
+    """The top-level fields of a message: (number, payload) with the payload of length-delimited
+    fields as a view (no copy), None for the others. Walks fields, not elements.
 
-    Walks the message's fields (not their elements) and skips the others; None when the field
-    is absent or the bytes are not a message.
+    Raises ValueError when the bytes are not a message.
     """
-    view = memoryview(data)
+    view = memoryview(data).cast("B")
     pos = 0
+    while pos < len(view):
+        key, pos = _read_varint(view, pos)
+        number, kind = key >> 3, key & 7
+        if kind == _LEN:
+            size, pos = _read_varint(view, pos)
+            if pos + size > len(view):
+                raise ValueError("truncated field")
+            yield number, view[pos : pos + size]
+            pos += size
+            continue
+        if kind == 0:
+            _, pos = _read_varint(view, pos)
+        elif kind == 1:
+            pos += 8
+        elif kind == 5:
+            pos += 4
+        else:
+            raise ValueError(f"wire type {kind}")
+        if pos > len(view):
+            raise ValueError("truncated field")
+        yield number, None
+
+
+def find_field(data: bytes, field: int) -> bytes | None:
+    """The payload of the first length-delimited ``field`` at the top level of a message, or None
+    when it is absent or the bytes are not a message."""
     try:
-        while pos < len(view):
-            key, pos = _read_varint(view, pos)
-            number, kind = key >> 3, key & 7
-            if kind == 0:
-                _, pos = _read_varint(view, pos)
-            elif kind == 1:
-                pos += 8
-            elif kind == 5:
-                pos += 4
-            elif kind == _LEN:
-                size, pos = _read_varint(view, pos)
-                if pos + size > len(view):
-                    return None
-                if number == field:
-                    return bytes(view[pos : pos + size])
-                pos += size
-            else:
-                return None
+        for number, payload in fields(data):
+            if number == field and payload is not None:
+                return bytes(payload)
     except ValueError:
         return None
     return None
+
+
+def packed_inputs(request: bytes) -> dict[str, tuple[int, memoryview]]:
+    """For a serialized tfgate.v1.PredictRequest: each input whose Tensor carries its values in
+    one packed ``floats`` (2) or ``doubles`` (3) field, as {name: (field, payload view)}.
+
+    Lets the values be read in place (numpy.frombuffer) instead of copied out of the parsed
+    message. Anything unusual (a list split over several fields, malformed bytes) is left out,
+    and the caller reads the parsed message as usual.
+    """
+    found: dict[str, tuple[int, memoryview]] = {}
+    try:
+        for number, entry in fields(request):
+            if number != 5 or entry is None:  # PredictRequest.inputs
+                continue
+            key, tensor = b"", None
+            for part, payload in fields(entry):
+                if part == 1 and payload is not None:
+                    key = bytes(payload)
+                elif part == 2:
+                    tensor = payload
+            name = key.decode("utf-8", "replace")
+            found.pop(name, None)  # a later entry replaces an earlier one, as when parsing
+            if tensor is None:
+                continue
+            lists = [(n, p) for n, p in fields(tensor) if n in (2, 3)]
+            if len(lists) == 1 and lists[0][1] is not None:
+                found[name] = (lists[0][0], lists[0][1])
+    except ValueError:
+        return {}
+    return found
