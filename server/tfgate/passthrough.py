@@ -10,9 +10,8 @@ the request's first field, ModelSpec in every TF Serving request) for the access
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import grpc
 
@@ -23,7 +22,7 @@ from tfgate.tfs.tensorflow_serving.apis import (
     model_service_pb2,
     prediction_service_pb2,
 )
-from tfgate.upstream import Upstream
+from tfgate.upstream import Upstream, deadline_of
 
 PREDICTION_SERVICE: Final = prediction_service_pb2.DESCRIPTOR.services_by_name[
     "PredictionService"
@@ -69,9 +68,7 @@ class PassThrough:
         async def forward(
             _: object, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
         ) -> bytes:
-            remaining = cast(float | None, context.time_remaining())
-            deadline = time.monotonic() + (default_timeout if remaining is None else remaining)
-            return await upstream.forward(path, request, deadline)
+            return await upstream.forward(path, request, deadline_of(context, default_timeout))
 
         return functools.partial(forward, None)  # still a coroutine function to grpc
 

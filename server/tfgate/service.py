@@ -6,9 +6,8 @@ Requests arrive as bytes and are parsed, and errors become statuses, in tfgate.e
 from __future__ import annotations
 
 import operator
-import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import grpc
 
@@ -16,7 +15,7 @@ from tfgate import translate, wire
 from tfgate.catalog import Catalog
 from tfgate.errors import BackendError, parser, rpc
 from tfgate.pipelines import Pipelines
-from tfgate.upstream import Upstream
+from tfgate.upstream import Upstream, deadline_of
 from tfgate.v1 import inference_pb2
 
 SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
@@ -63,19 +62,12 @@ class InferenceService:
         self._max_elements = max_elements
         self._pipelines = pipelines or Pipelines()
 
-    def _deadline(self, context: grpc.aio.ServicerContext[Any, Any]) -> float:
-        # grpc.aio answers None when the caller set no deadline, whatever its stubs say.
-        remaining = cast(float | None, context.time_remaining())
-        if remaining is None:
-            remaining = self._default_timeout
-        return time.monotonic() + remaining
-
     @rpc("Predict", _with_bytes(parser(inference_pb2.PredictRequest)), _model_of_received)
     async def predict(
         self, received: Received, context: grpc.aio.ServicerContext[Any, Any]
     ) -> translate.EncodedResponse:
         request, data = received
-        deadline = self._deadline(context)
+        deadline = deadline_of(context, self._default_timeout)
         sel = translate.selector(request.model, request.version, request.version_label)
         meta = await self._catalog.metadata(sel, deadline)
         plan = self._pipelines.plan(meta, request.signature)
@@ -103,7 +95,7 @@ class InferenceService:
     async def get_model(
         self, request: inference_pb2.GetModelRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> inference_pb2.Model:
-        deadline = self._deadline(context)
+        deadline = deadline_of(context, self._default_timeout)
         sel = translate.selector(request.model, request.version, request.version_label)
         status = await self._upstream.get_model_status(
             translate.status_request(sel.model), deadline

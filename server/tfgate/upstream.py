@@ -16,7 +16,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import grpc
 from google.protobuf.message import DecodeError, Message
@@ -41,6 +41,13 @@ _Resp = TypeVar("_Resp")
 _DOWN: Final = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 _AVAILABLE: Final = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 _PREDICT: Final = "/tensorflow.serving.PredictionService/Predict"
+
+
+def deadline_of(context: grpc.aio.ServicerContext[Any, Any], default_timeout: float) -> float:
+    """The caller's deadline as a time.monotonic() instant; ``default_timeout`` if it set none."""
+    # grpc.aio answers None when the caller set no deadline, whatever its stubs say.
+    remaining = cast(float | None, context.time_remaining())
+    return time.monotonic() + (default_timeout if remaining is None else remaining)
 
 
 def channel_options(config: Config) -> list[tuple[str, Any]]:
