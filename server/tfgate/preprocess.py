@@ -295,8 +295,28 @@ class _PerChannel(Step):
         return shape
 
 
+class _FloatPerChannel(_PerChannel):
+    """A per-channel step with two statistics (one number, or one per channel) and float output."""
+
+    def _statistics(self) -> tuple[Array, Array]:
+        raise NotImplementedError
+
+    def __post_init__(self) -> None:
+        _channels(*self._statistics())
+
+    @property
+    def channels(self) -> int:
+        return _channels(*self._statistics())
+
+    def kind(self, kind: Kind) -> Kind:
+        return "float"
+
+    def dtype(self, dtype: np.dtype[Any]) -> np.dtype[Any]:
+        return _float_dtype(dtype)
+
+
 @dataclass(frozen=True, eq=False)
-class Scale(_PerChannel):
+class Scale(_FloatPerChannel):
     """``value * factor + offset``."""
 
     factor: Array
@@ -304,18 +324,8 @@ class Scale(_PerChannel):
 
     op = "scale"
 
-    def __post_init__(self) -> None:
-        _channels(self.factor, self.offset)
-
-    @property
-    def channels(self) -> int:
-        return _channels(self.factor, self.offset)
-
-    def kind(self, kind: Kind) -> Kind:
-        return "float"
-
-    def dtype(self, dtype: np.dtype[Any]) -> np.dtype[Any]:
-        return _float_dtype(dtype)
+    def _statistics(self) -> tuple[Array, Array]:
+        return self.factor, self.offset
 
     def apply(self, what: str, value: Array) -> Array:
         _check_channels(what, value, self.channels)
@@ -328,7 +338,7 @@ class Scale(_PerChannel):
 
 
 @dataclass(frozen=True, eq=False)
-class Normalize(_PerChannel):
+class Normalize(_FloatPerChannel):
     """``(value - mean) / std``, with statistics given inline or read from ``file``."""
 
     mean: Array
@@ -337,20 +347,13 @@ class Normalize(_PerChannel):
 
     op = "normalize"
 
+    def _statistics(self) -> tuple[Array, Array]:
+        return self.mean, self.std
+
     def __post_init__(self) -> None:
-        _channels(self.mean, self.std)
+        super().__post_init__()
         if (self.std <= 0).any():
             raise ValueError("std must be positive")
-
-    @property
-    def channels(self) -> int:
-        return _channels(self.mean, self.std)
-
-    def kind(self, kind: Kind) -> Kind:
-        return "float"
-
-    def dtype(self, dtype: np.dtype[Any]) -> np.dtype[Any]:
-        return _float_dtype(dtype)
 
     def apply(self, what: str, value: Array) -> Array:
         _check_channels(what, value, self.channels)
