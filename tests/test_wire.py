@@ -30,6 +30,20 @@ def test_packed_varints_match_protobuf_bytes() -> None:
     assert ours == theirs
 
 
+def test_varint_table_and_arithmetic_agree_with_protobuf() -> None:
+    # Below 2**14 varints come from a table, above they are computed: both sides of the edge.
+    for value in (0, 1, 127, 128, 16383, 16384, 2**21, 2**35, 2**64 - 1):
+        expected = inference_pb2.PredictRequest(version=value - 2**64 * (value >= 2**63))
+        assert wire.int64_field(2, value) == expected.SerializeToString()
+
+
+def test_header_counts_bytes_of_multibyte_views() -> None:
+    floats = np.arange(300, dtype="<f4")
+    chunks = wire.nested(2, [wire.view(floats)])
+    assert wire.size_of(chunks) == 1 + 2 + floats.nbytes
+    assert list(inference_pb2.Tensor.FromString(b"".join(chunks)).floats) == floats.tolist()
+
+
 def test_empty_fields_write_nothing() -> None:
     assert wire.packed_varints(4, np.array([], dtype=np.int64)) == b""
     assert wire.length_delimited(2, b"") == b""

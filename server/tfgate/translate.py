@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NoReturn
 
 from google.protobuf import wrappers_pb2
 
@@ -142,17 +142,12 @@ def predict_request(
             f"({max_elements})"
         )
     name, signature = signature_of(meta, request.signature)
-    where = f"signature '{name}' of model '{meta.model}' version {meta.version}"
-    unknown = sorted(set(request.inputs) - set(signature.inputs))
-    if unknown:
-        raise InvalidArgument(
-            f"input '{unknown[0]}': not an input of {where} (inputs: {', '.join(signature.inputs)})"
-        )
-    missing = [k for k in signature.inputs if k not in request.inputs]
-    if missing:
-        specs = ", ".join(f"'{k}' ({signature.inputs[k].describe()})" for k in missing)
-        raise InvalidArgument(f"inputs: missing {specs}, required by {where}")
-    check_output_filter(request.output_filter, signature.outputs, where)
+    inputs = request.inputs
+    if len(inputs) != len(signature.inputs) or not all(k in inputs for k in signature.inputs):
+        _refuse_inputs(set(inputs), name, signature, meta)
+    if request.output_filter:
+        where = f"signature '{name}' of model '{meta.model}' version {meta.version}"
+        check_output_filter(request.output_filter, signature.outputs, where)
 
     arrays = {}
     for key, tensor in request.inputs.items():
@@ -162,6 +157,21 @@ def predict_request(
         )
         arrays[key] = (spec.dtype, array)
     return backend_request(sel, name, arrays, request.output_filter)
+
+
+def _refuse_inputs(
+    given: set[str], name: str, signature: Signature, meta: ModelMetadata
+) -> NoReturn:
+    """INVALID_ARGUMENT for inputs that are not the signature's: an unknown one, or missing ones."""
+    where = f"signature '{name}' of model '{meta.model}' version {meta.version}"
+    unknown = sorted(given - set(signature.inputs))
+    if unknown:
+        raise InvalidArgument(
+            f"input '{unknown[0]}': not an input of {where} (inputs: {', '.join(signature.inputs)})"
+        )
+    missing = [k for k in signature.inputs if k not in given]
+    specs = ", ".join(f"'{k}' ({signature.inputs[k].describe()})" for k in missing)
+    raise InvalidArgument(f"inputs: missing {specs}, required by {where}")
 
 
 @dataclass(frozen=True)

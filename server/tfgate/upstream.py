@@ -110,6 +110,8 @@ class Upstream:
     def _pick(self) -> Replica:
         """The next replica round-robin, skipping those whose channel says they are down."""
         count = len(self.replicas)
+        if count == 1:
+            return self.replicas[0]
         start = next(self._turn)
         for offset in range(count):
             replica = self.replicas[(start + offset) % count]

@@ -7,7 +7,7 @@ bytes with numpy and parsing them back is ~100x faster for large tensors.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -15,8 +15,16 @@ _LEN = 2  # wire type of length-delimited fields, packed repeated fields include
 _FEW = 32
 
 
+# Varints below 2**14 (tags, lengths, small ids and dims) are looked up rather than built.
+_SMALL: Final = tuple(
+    bytes((v,)) if v < 0x80 else bytes((v & 0x7F | 0x80, v >> 7)) for v in range(1 << 14)
+)
+
+
 def varint(value: int) -> bytes:
     """One unsigned varint."""
+    if 0 <= value < 0x4000:
+        return _SMALL[value]
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -28,18 +36,24 @@ def varint(value: int) -> bytes:
             return bytes(out)
 
 
-# Pieces of a message being written, joined once at the end. numpy arrays go in as
-# memoryviews, so their bytes are copied only by that final join.
+# Pieces of a message being written, joined once at the end. numpy arrays go in as byte
+# memoryviews (``view``), so their bytes are copied only by that final join.
 Chunk = bytes | memoryview
 
 
+def view(array: np.ndarray[Any, Any]) -> memoryview:
+    """A C-contiguous array's bytes as a Chunk: a memoryview of unsigned bytes, no copy."""
+    return array.data.cast("B")
+
+
 def size_of(chunks: list[Chunk]) -> int:
-    return sum(c.nbytes if isinstance(c, memoryview) else len(c) for c in chunks)
+    """Bytes in ``chunks``: each is bytes or a byte memoryview, so ``len`` counts bytes."""
+    return sum(map(len, chunks))
 
 
 def header(field: int, size: int) -> bytes:
     """The tag and length of a length-delimited field of ``size`` bytes."""
-    return varint(field << 3 | _LEN) + varint(size)
+    return _SMALL[field << 3 | _LEN] + varint(size)
 
 
 def nested(field: int, chunks: list[Chunk]) -> list[Chunk]:
