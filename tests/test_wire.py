@@ -31,8 +31,8 @@ def test_packed_varints_match_protobuf_bytes() -> None:
 
 
 def test_varint_table_and_arithmetic_agree_with_protobuf() -> None:
-    # Below 2**14 varints come from a table, above they are computed: both sides of the edge.
-    for value in (0, 1, 127, 128, 16383, 16384, 2**21, 2**35, 2**64 - 1):
+    # Below 2**11 varints come from a table, above they are computed: both sides of the edge.
+    for value in (0, 1, 127, 128, 2047, 2048, 16383, 16384, 2**21, 2**35, 2**64 - 1):
         expected = inference_pb2.PredictRequest(version=value - 2**64 * (value >= 2**63))
         assert wire.int64_field(2, value) == expected.SerializeToString()
 

@@ -15,15 +15,15 @@ _LEN = 2  # wire type of length-delimited fields, packed repeated fields include
 _FEW = 32
 
 
-# Varints below 2**14 (tags, lengths, small ids and dims) are looked up rather than built.
+# Varints below 2**11 (tags, short lengths, small ids and dims) are looked up, not built.
 _SMALL: Final = tuple(
-    bytes((v,)) if v < 0x80 else bytes((v & 0x7F | 0x80, v >> 7)) for v in range(1 << 14)
+    bytes((v,)) if v < 0x80 else bytes((v & 0x7F | 0x80, v >> 7)) for v in range(1 << 11)
 )
 
 
 def varint(value: int) -> bytes:
     """One unsigned varint."""
-    if 0 <= value < 0x4000:
+    if 0 <= value < 0x800:
         return _SMALL[value]
     out = bytearray()
     while True:
