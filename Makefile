@@ -12,10 +12,13 @@ all: test
 
 # The venv carries the gateway, the dev tools and the [local] extra (TensorFlow + the official
 # TF Serving API), which the local model server and the wire-compatibility tests need.
+# tfgate's own sources are compiled to bytecode, as a wheel install does, so that no start pays
+# for it where Python runs with PYTHONDONTWRITEBYTECODE.
 $(STAMP): pyproject.toml requirements/runtime.txt requirements/dev.txt $(TFS_PIN)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,local]'
+	$(PY) -m compileall -q server gen
 	touch $(STAMP)
 
 venv: $(STAMP)
