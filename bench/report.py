@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -94,6 +95,50 @@ def ratios(rows: list[Row], concurrencies: Iterable[int]) -> list[Row]:
     return out
 
 
+def paired_ratios(rows: list[Row], concurrencies: Iterable[int]) -> list[Row]:
+    """Per concurrency: tfgate's CPU and RPS against the pass-through's within each round of
+    bench.run.measure_paired, and their medians over the rounds."""
+    out = []
+    for conc in concurrencies:
+        cpu, rps = [], []
+        for round_ in sorted({r["round"] for r in rows if r.get("conc") == conc}):
+            pair = [r for r in rows if r.get("conc") == conc and r["round"] == round_]
+            ours = find(pair, "tfgate", "small", conc)
+            bare = find(pair, "passthrough", "small", conc)
+            if ours is None or bare is None or "error" in ours or "error" in bare:
+                continue
+            cpu.append(ours["cpu_ms"] / bare["cpu_ms"])
+            rps.append(ours["rps"] / bare["rps"])
+        if cpu:
+            out.append(
+                {
+                    "conc": conc,
+                    "rounds": len(cpu),
+                    "cpu_vs_passthrough": statistics.median(cpu),
+                    "rps_vs_passthrough": statistics.median(rps),
+                    "cpu_ratios": cpu,
+                    "rps_ratios": rps,
+                }
+            )
+    return out
+
+
+def paired_table(rows: list[Row]) -> str:
+    lines = [
+        "| conc (small) | rounds | tfgate CPU / pass-through (median; each round) "
+        "| tfgate RPS / pass-through (median; each round) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        cpu = ", ".join(f"{v:.2f}" for v in row["cpu_ratios"])
+        rps = ", ".join(f"{v:.2f}" for v in row["rps_ratios"])
+        lines.append(
+            f"| {row['conc']} | {row['rounds']} | {row['cpu_vs_passthrough']:.2f} ({cpu}) "
+            f"| {row['rps_vs_passthrough']:.2f} ({rps}) |"
+        )
+    return "\n".join(lines)
+
+
 def ratio_table(rows: list[Row]) -> str:
     cols = (
         ("conc", "conc (small)", "{}"),
@@ -121,9 +166,17 @@ def _target(name: str, value: float | None, ok: bool | None, shown: str) -> Row:
 
 
 def targets(
-    ratio_rows: list[Row], conversion: dict[str, Any], startup: dict[str, Any]
+    ratio_rows: list[Row],
+    conversion: dict[str, Any],
+    startup: dict[str, Any],
+    paired: list[Row] | None = None,
 ) -> list[Row]:
+    """Each target with its value and verdict. The CPU and throughput ratios come from the
+    paired runs when there are any (their medians), else from the main table."""
     by_conc = {r["conc"]: r for r in ratio_rows}
+    added_by_conc = by_conc
+    if paired:
+        by_conc = {r["conc"]: r for r in paired}
     out = []
     for conc in sorted(by_conc):
         cpu = by_conc[conc]["cpu_vs_passthrough"]
@@ -145,7 +198,7 @@ def targets(
                 "n/a" if rps is None else f"{rps:.0%}",
             )
         )
-    added = by_conc.get(1, {}).get("added_p50_ms")
+    added = added_by_conc.get(1, {}).get("added_p50_ms")
     out.append(
         _target(
             "tfgate added p50 at c=1 <= 0.5 ms",

@@ -3,6 +3,7 @@
 Knobs (flags, or the environment variables in brackets):
   --seconds S    [BENCH_SECONDS, 10]  measured seconds per run, after --warmup S [BENCH_WARMUP, 1]
   --quick        [BENCH_QUICK=1]      a smoke test: 1 s runs, 0.5 s warm-ups, fewer repetitions
+  --rounds N     [BENCH_ROUNDS, 3]    paired runs of the pass-through and tfgate (0: none)
   --extras       [BENCH_EXTRAS=1]     also uvloop and SO_REUSEPORT workers for the pass-through
   --no-pin       [BENCH_PIN=0]        let the scheduler place processes instead of taskset
 
@@ -50,6 +51,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=os.environ.get("BENCH_SECONDS"))
     parser.add_argument("--warmup", type=float, default=os.environ.get("BENCH_WARMUP"))
     parser.add_argument("--quick", action="store_true", default=_env_flag("BENCH_QUICK", False))
+    parser.add_argument("--rounds", type=int, default=os.environ.get("BENCH_ROUNDS"))
     parser.add_argument("--extras", action="store_true", default=_env_flag("BENCH_EXTRAS", False))
     parser.add_argument(
         "--no-pin", dest="pin", action="store_false", default=_env_flag("BENCH_PIN", True)
@@ -78,7 +80,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.seconds = 1.0 if args.quick else 10.0
     if args.warmup is None:
         args.warmup = 0.5 if args.quick else 1.0
-    args.seconds, args.warmup = float(args.seconds), float(args.warmup)
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    args.seconds, args.warmup, args.rounds = (
+        float(args.seconds),
+        float(args.warmup),
+        int(args.rounds),
+    )
     args.sizes = tuple(s for s in args.sizes.split(",") if s)
     args.concurrency = tuple(int(c) for c in args.concurrency.split(",") if c)
     return args
@@ -139,9 +147,9 @@ def measure_paths(
     return rows
 
 
-def _one(stage: load.Stage, size: str, conc: int) -> report.Row:
+def _one(stage: load.Stage, size: str, conc: int, tag: str = "") -> report.Row:
     name = stage.route.name
-    label = f"{name:<22} {size:<5} c={conc:<3}"
+    label = f"{name:<22} {size:<5} c={conc:<3}" + (f" {tag}" if tag else "")
     try:
         row = load.drive(stage, size, conc)
     except Exception as exc:  # one broken path must not hide the others' figures
@@ -158,6 +166,41 @@ def _one(stage: load.Stage, size: str, conc: int) -> report.Row:
             flush=True,
         )
     return row
+
+
+PAIRED = ("passthrough", "tfgate")
+
+
+def measure_paired(
+    backend: procs.Proc, args: argparse.Namespace, workdir: Path
+) -> list[report.Row]:
+    """The pass-through and tfgate, small requests, run back to back in alternating order.
+
+    The target ratios come from these rows: on a shared VM the CPU other tenants leave drifts
+    over minutes, so one run of each path minutes apart can differ by more than the gateways do.
+    Each round measures both paths at each concurrency, one right after the other (3 s runs),
+    and the ratio is the median over the rounds of the ratio within each round.
+    """
+    front = FRONT_CPU if args.pin else None
+    seconds = min(args.seconds, 3.0)
+    settings = load.Settings(seconds, min(args.warmup, 0.5), BACK_CPU if args.pin else None)
+    rows: list[report.Row] = []
+    with contextlib.ExitStack() as stack:
+        stages = {}
+        for name in PAIRED:
+            proc = paths.start(name, backend, workdir, front)
+            assert proc is not None
+            stack.callback(proc.stop)
+            stages[name] = load.Stage(
+                paths.PATHS[name], f"127.0.0.1:{proc.port}", proc, backend, settings, workdir
+            )
+        for round_ in range(args.rounds):
+            for conc in args.concurrency:
+                order = PAIRED if round_ % 2 == 0 else PAIRED[::-1]
+                for name in order:
+                    row = _one(stages[name], "small", conc, f"round {round_ + 1}")
+                    rows.append({**row, "round": round_ + 1})
+    return rows
 
 
 def measure_extras(
@@ -253,6 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.callback(backend.stop)
         parts = set(args.parts.split(","))
         rows = measure_paths(names, backend, args, workdir) if "load" in parts else []
+        paired: list[report.Row] = []
+        if "load" in parts and args.rounds > 0:
+            print(f"  pass-through and tfgate, paired, {args.rounds} round(s) ...", flush=True)
+            paired = measure_paired(backend, args, workdir)
         extras = measure_extras(backend, args, workdir) if args.extras else []
         converted: dict[str, Any] = {}
         if "conversion" in parts:
@@ -263,7 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("  start-up and idle memory ...", flush=True)
             started = startup.measure(f"127.0.0.1:{backend.port}", workdir, 3)
     ratio_rows = report.ratios(rows, args.concurrency)
-    target_rows = report.targets(ratio_rows, converted, started)
+    paired_ratios = report.paired_ratios(paired, args.concurrency)
+    target_rows = report.targets(ratio_rows, converted, started, paired_ratios)
     env["load_average_after"] = os.getloadavg()
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -273,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "environment": env,
         "rows": rows,
         "ratios": ratio_rows,
+        "paired": paired,
+        "paired_ratios": paired_ratios,
         "targets": target_rows,
         "conversion": converted,
         "startup": started,
@@ -283,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(render(results))
     saved = report.save(results, args.out)
     print(f"\nwritten: {args.out / 'latest.json'} and {saved.name} ({results['elapsed_s']:.0f} s)")
-    return 1 if any("error" in r for r in rows + extras) else 0
+    return 1 if any("error" in r for r in rows + paired + extras) else 0
 
 
 def render(results: dict[str, Any]) -> str:
@@ -293,6 +343,12 @@ def render(results: dict[str, Any]) -> str:
         "",
         report.ratio_table(results["ratios"]),
     ]
+    if results.get("paired_ratios"):
+        parts += [
+            "",
+            "Paired runs (small requests):",
+            report.paired_table(results["paired_ratios"]),
+        ]
     if results["extras"]:
         parts += ["", "Extras (small requests):", report.table(results["extras"])]
     if conv:
