@@ -216,6 +216,46 @@ def test_outputs_in_both_encodings(proto, field, values, dtype) -> None:
     assert not any(len(getattr(tensor, f)) for f in others)
 
 
+def _both_ways(proto: tensor_pb2.TensorProto) -> tuple[bytes, bytes]:
+    """The direct encoding (proto_to_domain_chunks) and the one through a numpy array."""
+    direct = b"".join(tensors.proto_to_domain_chunks("output 'y'", proto))
+    dtype, array = tensors.from_proto("output 'y'", proto)
+    return direct, tensors.to_domain_bytes("output 'y'", array, dtype)
+
+
+@pytest.mark.parametrize(
+    "proto",
+    [
+        proto_of(types_pb2.DT_FLOAT, [2], float_val=[1.5, 2.5]),
+        proto_of(types_pb2.DT_FLOAT, [2, 2], tensor_content=np.arange(4, dtype="<f4").tobytes()),
+        proto_of(types_pb2.DT_DOUBLE, [1, 3], double_val=[0.1, -2.0, 1e300]),
+        proto_of(types_pb2.DT_DOUBLE, [300], tensor_content=np.ones(300, "<f8").tobytes()),
+        proto_of(types_pb2.DT_FLOAT, [], float_val=[2.5]),  # a scalar
+        proto_of(types_pb2.DT_FLOAT, [0, 4]),  # no values at all
+        proto_of(types_pb2.DT_FLOAT, [2, 3], float_val=[4.0]),  # broadcast: the array path
+        proto_of(types_pb2.DT_FLOAT, [40], float_val=list(range(40))),
+        proto_of(types_pb2.DT_INT32, [2], int_val=[-7, 9]),
+        proto_of(types_pb2.DT_STRING, [1], string_val=[b"ok"]),
+    ],
+)
+def test_direct_output_encoding_equals_the_array_path(proto) -> None:
+    direct, through_numpy = _both_ways(proto)
+    assert direct == through_numpy
+
+
+@pytest.mark.parametrize(
+    "proto",
+    [
+        proto_of(types_pb2.DT_FLOAT, [2], tensor_content=b"\x00" * 4),
+        proto_of(types_pb2.DT_DOUBLE, [1], double_val=[1.0, 2.0]),
+        proto_of(types_pb2.DT_FLOAT, [-1], float_val=[1.0]),
+    ],
+)
+def test_direct_output_encoding_refuses_what_the_array_path_refuses(proto) -> None:
+    with pytest.raises(BadBackendAnswer):
+        tensors.proto_to_domain_chunks("output 'y'", proto)
+
+
 def test_single_value_broadcasts_to_the_shape() -> None:
     tensor = domain(proto_of(types_pb2.DT_FLOAT, [2, 3], float_val=[4.0]))
     assert list(tensor.floats) == [4.0] * 6

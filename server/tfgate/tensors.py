@@ -25,6 +25,7 @@ Shape = tuple[int, ...]
 
 # The value lists of tfgate.v1.Tensor, in field order.
 VALUE_LISTS: Final = ("floats", "doubles", "ints", "strings", "bytes_values", "bools")
+_VALUE_FIELDS: Final = frozenset(VALUE_LISTS)
 # No tensor, even an empty one, may span more than this many elements in its non-zero dimensions.
 _MAX_EXTENT: Final = 2**40
 # Up to this many listed values are read one by one (see _listed).
@@ -76,11 +77,14 @@ def _request_shape(
     return shape
 
 
-def _chosen_list(what: str, tensor: inference_pb2.Tensor) -> str | None:
-    present = [name for name in VALUE_LISTS if len(getattr(tensor, name))]
+def _chosen_list(what: str, tensor: inference_pb2.Tensor) -> tuple[str | None, Sequence[Any]]:
+    """The one value list ``tensor`` sets, and its values; (None, ()) when it sets none."""
+    # ListFields lists only the fields set, in field order: one call, however many lists.
+    present = [(f.name, v) for f, v in tensor.ListFields() if f.name in _VALUE_FIELDS]
     if len(present) > 1:
-        raise InvalidArgument(f"{what}: set exactly one value list, got {', '.join(present)}")
-    return present[0] if present else None
+        names = ", ".join(name for name, _ in present)
+        raise InvalidArgument(f"{what}: set exactly one value list, got {names}")
+    return present[0] if present else (None, ())
 
 
 def _to_float(what: str, values: Array, dtype: DType) -> Array:
@@ -136,8 +140,7 @@ def from_domain(
     values are then read in place rather than copied out of the message, when the field is the
     list chosen and its size agrees with the message's.
     """
-    chosen = _chosen_list(what, tensor)
-    values = getattr(tensor, chosen) if chosen else ()
+    chosen, values = _chosen_list(what, tensor)
     shape = _request_shape(what, tensor, len(values), spec)
     check_shape(what, shape, spec)
     if dtype.kind == "unsupported":
@@ -314,6 +317,41 @@ def to_domain_chunks(what: str, array: Array, dtype: DType) -> list[wire.Chunk]:
     except UnicodeDecodeError:
         tensor.bytes_values.extend(items)
     return [tensor.SerializeToString()]
+
+
+# TensorProto dtypes whose values a tfgate.v1.Tensor carries as the very same little-endian
+# bytes: enum -> (Tensor field, element, dtype name).
+_SAME_BYTES: Final[dict[int, tuple[int, np.dtype[Any], str]]] = {
+    1: (2, _F32, "float32"),
+    2: (3, _F64, "float64"),
+}
+
+
+def proto_to_domain_chunks(what: str, proto: tensor_pb2.TensorProto) -> list[wire.Chunk]:
+    """``to_domain_chunks(what, *from_proto(what, proto))``, written more directly for float32
+    and float64 with one value per element: their bytes move over as they are, without numpy."""
+    same = _SAME_BYTES.get(proto.dtype)
+    if same is None or proto.tensor_shape.unknown_rank:
+        return _converted_chunks(what, proto)
+    field, element, name = same
+    dims = [d.size for d in proto.tensor_shape.dim]
+    size = math.prod(dims)
+    content: bytes | None = proto.tensor_content
+    if not content:
+        listed = proto.float_val if field == 2 else proto.double_val
+        content = _listed(listed, element).tobytes() if len(listed) == size else None
+    if content is None or len(content) != size * element.itemsize or min(dims, default=0) < 0:
+        return _converted_chunks(what, proto)
+    chunks: list[wire.Chunk] = [wire.length_delimited(1, b"".join(map(wire.varint, dims)))]
+    if content:
+        chunks += [wire.header(field, len(content)), content]
+    chunks.append(wire.length_delimited(8, name.encode()))
+    return chunks
+
+
+def _converted_chunks(what: str, proto: tensor_pb2.TensorProto) -> list[wire.Chunk]:
+    dtype, array = from_proto(what, proto)
+    return to_domain_chunks(what, array, dtype)
 
 
 def float32_to_bfloat16(values: Array) -> Array:

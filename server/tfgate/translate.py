@@ -7,6 +7,7 @@ tfgate.upstream.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, NoReturn
@@ -135,12 +136,15 @@ def predict_request(
     ``packed``: the request's float payloads as found in its bytes (tfgate.wire.packed_inputs),
     read in place instead of copied out of the message.
     """
-    total = count_values(request)
-    if total > max_elements:
-        raise InvalidArgument(
-            f"inputs: {total} values in all, more than tfgate's max_tensor_elements "
-            f"({max_elements})"
-        )
+    # Every value takes at least a byte on the wire, so a request of at most max_elements bytes
+    # needs no count.
+    if request.ByteSize() > max_elements:
+        total = count_values(request)
+        if total > max_elements:
+            raise InvalidArgument(
+                f"inputs: {total} values in all, more than tfgate's max_tensor_elements "
+                f"({max_elements})"
+            )
     name, signature = signature_of(meta, request.signature)
     inputs = request.inputs
     if len(inputs) != len(signature.inputs) or not all(k in inputs for k in signature.inputs):
@@ -185,6 +189,12 @@ class BackendRequest:
         return predict_pb2.PredictRequest.FromString(self.data)
 
 
+@functools.lru_cache(maxsize=1024)
+def _model_spec_field(sel: Selector, signature: str) -> bytes:
+    """PredictRequest.model_spec (field 1) for ``sel`` and ``signature``, serialized."""
+    return b"".join(wire.nested(1, [sel.model_spec(signature).SerializeToString()]))
+
+
 def backend_request(
     sel: Selector,
     signature: str,
@@ -195,7 +205,7 @@ def backend_request(
 
     Written as wire bytes: each tensor's values are copied once, into the request.
     """
-    chunks: list[wire.Chunk] = wire.nested(1, [sel.model_spec(signature).SerializeToString()])
+    chunks: list[wire.Chunk] = [_model_spec_field(sel, signature)]
     for key, (dtype, array) in inputs.items():
         entry = [
             wire.length_delimited(1, key.encode()),
@@ -239,13 +249,19 @@ def predict_response(
         wire.length_delimited(3, (spec.signature_name or signature).encode()),
     ]
     for key, proto in response.outputs.items():
+        if outputs is None:
+            chunks += _output_entry(key, tensors.proto_to_domain_chunks(f"output '{key}'", proto))
+            continue
         dtype, array = tensors.from_proto(f"output '{key}'", proto)
-        made = [(key, dtype, array)] if outputs is None else outputs(key, dtype, array)
-        for name, made_dtype, made_array in made:
+        for name, made_dtype, made_array in outputs(key, dtype, array):
             tensor = tensors.to_domain_chunks(f"output '{name}'", made_array, made_dtype)
-            entry = [wire.length_delimited(1, name.encode()), *wire.nested(2, tensor)]
-            chunks += wire.nested(4, entry)
+            chunks += _output_entry(name, tensor)
     return EncodedResponse(b"".join(chunks), spec.version.value)
+
+
+def _output_entry(name: str, tensor: list[wire.Chunk]) -> list[wire.Chunk]:
+    """One entry of PredictResponse.outputs (field 4), a map entry of name and Tensor."""
+    return wire.nested(4, [wire.length_delimited(1, name.encode()), *wire.nested(2, tensor)])
 
 
 def _tensor_spec(spec: tensors.Shape | None, dtype_name: str) -> inference_pb2.TensorSpec:
