@@ -37,10 +37,17 @@ class Catalog:
         self._entries: dict[Selector, _Entry] = {}
         self._pending: dict[Selector, asyncio.Future[ModelMetadata]] = {}
 
-    async def metadata(self, sel: Selector, deadline: float) -> ModelMetadata:
+    def cached(self, sel: Selector) -> ModelMetadata | None:
+        """The metadata for ``sel`` if it is cached and fresh: no await on the common path."""
         entry = self._entries.get(sel)
         if entry is not None and entry.expires > time.monotonic():
             return entry.meta
+        return None
+
+    async def metadata(self, sel: Selector, deadline: float) -> ModelMetadata:
+        found = self.cached(sel)
+        if found is not None:
+            return found
         task = self._pending.get(sel)
         if task is None:
             # A task of its own, so that a caller who gives up does not fail the others.

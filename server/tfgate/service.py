@@ -43,6 +43,8 @@ def _model_of_received(received: Received) -> str:
 def _packed_inputs(
     request: inference_pb2.PredictRequest, data: bytes
 ) -> dict[str, tuple[int, memoryview]] | None:
+    if len(data) < 4 * _IN_PLACE_FROM:
+        return None  # too short to hold that many floats
     large = any(len(t.floats) + len(t.doubles) >= _IN_PLACE_FROM for t in request.inputs.values())
     return wire.packed_inputs(data) if large else None
 
@@ -69,7 +71,7 @@ class InferenceService:
         request, data = received
         deadline = deadline_of(context, self._default_timeout)
         sel = translate.selector(request.model, request.version, request.version_label)
-        meta = await self._catalog.metadata(sel, deadline)
+        meta = self._catalog.cached(sel) or await self._catalog.metadata(sel, deadline)
         plan = self._pipelines.plan(meta, request.signature)
         outputs = None
         if plan is None:
