@@ -8,6 +8,7 @@ tensors are object arrays of ``bytes``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any, Final
@@ -214,14 +215,21 @@ def to_proto_chunks(array: Array, dtype: DType) -> list[wire.Chunk]:
     if dtype.kind == "string":
         return [to_proto(array, dtype).SerializeToString()]
     assert dtype.wire is not None
+    content = np.ascontiguousarray(array, dtype=dtype.wire)  # 1-D at least: a scalar's shape is
+    head = _proto_head(dtype.enum, array.shape, content.nbytes)  # the array's
+    return [head, wire.view(content)] if content.nbytes else [head]
+
+
+@functools.lru_cache(maxsize=1024)
+def _proto_head(enum: int, shape: Shape, nbytes: int) -> bytes:
+    """A numeric TensorProto up to its tensor_content payload: dtype, shape, content header."""
     dims: list[wire.Chunk] = []
-    for d in array.shape:
+    for d in shape:
         dims += wire.nested(2, [wire.int64_field(1, int(d))])
-    chunks: list[wire.Chunk] = [wire.int64_field(1, dtype.enum), *wire.nested(2, dims)]
-    content = np.ascontiguousarray(array, dtype=dtype.wire)
-    if content.nbytes:
-        chunks += [wire.header(4, content.nbytes), wire.view(content)]
-    return chunks
+    chunks: list[wire.Chunk] = [wire.int64_field(1, enum), *wire.nested(2, dims)]
+    if nbytes:
+        chunks.append(wire.header(4, nbytes))
+    return b"".join(chunks)
 
 
 def from_proto(what: str, proto: tensor_pb2.TensorProto) -> tuple[DType, Array]:
@@ -342,11 +350,19 @@ def proto_to_domain_chunks(what: str, proto: tensor_pb2.TensorProto) -> list[wir
         content = _listed(listed, element).tobytes() if len(listed) == size else None
     if content is None or len(content) != size * element.itemsize or min(dims, default=0) < 0:
         return _converted_chunks(what, proto)
-    chunks: list[wire.Chunk] = [wire.length_delimited(1, b"".join(map(wire.varint, dims)))]
-    if content:
-        chunks += [wire.header(field, len(content)), content]
-    chunks.append(wire.length_delimited(8, name.encode()))
-    return chunks
+    return [_domain_head(tuple(dims), field, len(content)), content, _DTYPE_FIELDS[name]]
+
+
+@functools.lru_cache(maxsize=1024)
+def _domain_head(shape: Shape, field: int, nbytes: int) -> bytes:
+    """A tfgate.v1.Tensor up to its packed values: shape, and the values' tag and length."""
+    head = wire.length_delimited(1, b"".join(map(wire.varint, shape)))
+    return head + wire.header(field, nbytes) if nbytes else head
+
+
+_DTYPE_FIELDS: Final = {
+    name: wire.length_delimited(8, name.encode()) for _, _, name in _SAME_BYTES.values()
+}
 
 
 def _converted_chunks(what: str, proto: tensor_pb2.TensorProto) -> list[wire.Chunk]:

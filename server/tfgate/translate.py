@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, NoReturn
+from typing import Final, NamedTuple, NoReturn
 
 from google.protobuf import wrappers_pb2
 
@@ -37,9 +37,11 @@ _STATES: Final = {
 }
 
 
-@dataclass(frozen=True)
-class Selector:
-    """Which version of which model a caller asked for: a number, a label, or the latest."""
+class Selector(NamedTuple):
+    """Which version of which model a caller asked for: a number, a label, or the latest.
+
+    A named tuple: it keys the signature cache, and tuples hash and compare in C.
+    """
 
     model: str
     version: int = 0
@@ -154,7 +156,8 @@ def predict_request(
         check_output_filter(request.output_filter, signature.outputs, where)
 
     arrays = {}
-    for key, tensor in request.inputs.items():
+    for key in inputs:  # a protobuf map's items() is iterated in Python, its keys in C
+        tensor = inputs[key]
         spec = signature.inputs[key]
         array = tensors.from_domain(
             f"input '{key}'", tensor, spec.dtype, spec.shape, packed.get(key) if packed else None
@@ -207,11 +210,9 @@ def backend_request(
     """
     chunks: list[wire.Chunk] = [_model_spec_field(sel, signature)]
     for key, (dtype, array) in inputs.items():
-        entry = [
-            wire.length_delimited(1, key.encode()),
-            *wire.nested(2, tensors.to_proto_chunks(array, dtype)),
-        ]
-        chunks += wire.nested(2, entry)
+        tensor = tensors.to_proto_chunks(array, dtype)
+        chunks.append(wire.map_entry_head(2, key, wire.size_of(tensor)))
+        chunks += tensor
     chunks += [wire.length_delimited(3, alias.encode()) for alias in output_filter]
     return BackendRequest(b"".join(chunks), signature)
 
@@ -248,7 +249,9 @@ def predict_response(
         wire.int64_field(2, spec.version.value),
         wire.length_delimited(3, (spec.signature_name or signature).encode()),
     ]
-    for key, proto in response.outputs.items():
+    answered = response.outputs
+    for key in answered:  # see predict_request
+        proto = answered[key]
         if outputs is None:
             chunks += _output_entry(key, tensors.proto_to_domain_chunks(f"output '{key}'", proto))
             continue
@@ -261,7 +264,7 @@ def predict_response(
 
 def _output_entry(name: str, tensor: list[wire.Chunk]) -> list[wire.Chunk]:
     """One entry of PredictResponse.outputs (field 4), a map entry of name and Tensor."""
-    return wire.nested(4, [wire.length_delimited(1, name.encode()), *wire.nested(2, tensor)])
+    return [wire.map_entry_head(4, name, wire.size_of(tensor)), *tensor]
 
 
 def _tensor_spec(spec: tensors.Shape | None, dtype_name: str) -> inference_pb2.TensorSpec:

@@ -6,6 +6,7 @@ bytes with numpy and parsing them back is ~100x faster for large tensors.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -59,6 +60,16 @@ def header(field: int, size: int) -> bytes:
 def nested(field: int, chunks: list[Chunk]) -> list[Chunk]:
     """Field ``field`` holding ``chunks``: written even when empty (a message's presence counts)."""
     return [header(field, size_of(chunks)), *chunks]
+
+
+@functools.lru_cache(maxsize=1024)
+def map_entry_head(field: int, key: str, value_size: int) -> bytes:
+    """An entry of map<string, message> field ``field`` up to its value's payload: the entry's
+    tag and length, the key, the value's tag and length. Cached: the same names and sizes recur
+    call after call."""
+    key_field = length_delimited(1, key.encode())
+    value_head = header(2, value_size)
+    return header(field, len(key_field) + len(value_head) + value_size) + key_field + value_head
 
 
 def length_delimited(field: int, payload: bytes) -> bytes:
