@@ -329,3 +329,59 @@ def test_floats_read_in_place_only_when_the_payload_agrees() -> None:
     for packed in ((3, payload), (2, payload[:8])):
         copied = tensors.from_domain("input 'x'", tensor, D["float64"], (-1, 3), packed)
         assert copied.dtype == np.float64 and copied.tolist() == values.reshape(2, 3).tolist()
+
+
+def _written_both_ways(
+    tensor: inference_pb2.Tensor,
+    dtype: str,
+    spec: tuple[int, ...] | None,
+    packed: tuple[int, memoryview] | None = None,
+) -> tuple[bytes, bytes]:
+    """The request tensor written directly (from_domain_chunks) and through a numpy array."""
+    direct = b"".join(tensors.from_domain_chunks("input 'x'", tensor, D[dtype], spec, packed))
+    array = tensors.from_domain("input 'x'", tensor, D[dtype], spec, packed)
+    return direct, b"".join(tensors.to_proto_chunks(array, D[dtype]))
+
+
+@pytest.mark.parametrize(
+    ("tensor", "dtype", "spec"),
+    [
+        (T(floats=[1.5, -2.0, float("inf")]), "float32", (-1,)),
+        (T(floats=[float("nan")] * 40, shape=[8, 5]), "float32", (-1, 5)),
+        (T(doubles=[0.1, 1e300]), "float64", None),
+        (T(floats=[2.5]), "float32", ()),  # one value for a scalar
+        (T(shape=[0, 3]), "float32", (-1, 3)),  # no values
+        (T(floats=[1.5, 2.5]), "float64", (2,)),  # a cast: the array path
+        (T(doubles=[0.25]), "float32", (1,)),
+        (T(ints=[1, 2]), "float32", (-1,)),
+        (T(ints=[3]), "int64", (1,)),
+    ],
+)
+def test_direct_input_encoding_equals_the_array_path(tensor, dtype, spec) -> None:
+    direct, through_numpy = _written_both_ways(tensor, dtype, spec)
+    assert direct == through_numpy
+    assert tensor_pb2.TensorProto.FromString(direct).dtype == D[dtype].enum
+
+
+def test_direct_input_encoding_reads_a_packed_payload_in_place() -> None:
+    values = np.arange(6, dtype="<f4")
+    tensor = T(floats=values.tolist(), shape=[2, 3])
+    payload = memoryview(values.tobytes())
+    chunks = tensors.from_domain_chunks("input 'x'", tensor, D["float32"], (-1, 3), (2, payload))
+    assert any(c is payload for c in chunks)  # not copied until the request is joined
+    direct, through_numpy = _written_both_ways(tensor, "float32", (-1, 3), (2, payload))
+    assert direct == through_numpy
+
+
+@pytest.mark.parametrize(
+    ("tensor", "spec", "needle"),
+    [
+        (T(floats=[1.0, 2.0], shape=[3]), (-1,), "shape [3] holds 3 values, but 2 were given"),
+        (T(floats=[1.0, 2.0]), (-1, 2), "does not match the signature's [-1, 2]"),
+        (T(floats=[1.0], doubles=[2.0]), None, "set exactly one value list, got floats, doubles"),
+    ],
+)
+def test_direct_input_encoding_refuses_what_the_array_path_refuses(tensor, spec, needle) -> None:
+    for write in (tensors.from_domain_chunks, tensors.from_domain):
+        with pytest.raises(InvalidArgument, match=re.escape(needle)):
+            write("input 'x'", tensor, D["float32"], spec)

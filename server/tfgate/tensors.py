@@ -8,8 +8,10 @@ tensors are object arrays of ``bytes``.
 
 from __future__ import annotations
 
+import array
 import functools
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -188,6 +190,51 @@ def from_domain(
     raise InvalidArgument(f"{what}: expects {dtype.name} ({expected}), got {chosen}")
 
 
+def from_domain_chunks(
+    what: str,
+    tensor: inference_pb2.Tensor,
+    dtype: DType,
+    spec: Shape | None,
+    packed: tuple[int, memoryview] | None = None,
+) -> list[wire.Chunk]:
+    """``to_proto_chunks(from_domain(...), dtype)``, checked alike: the serialized TensorProto
+    for the request tensor ``tensor``.
+
+    float32 and float64 inputs sent in the list of their own type (floats, doubles) need no cast,
+    and their TensorProto bytes are the list's packed bytes: those are written without numpy,
+    read in place when ``packed`` has them.
+    """
+    same = _SAME_BYTES.get(dtype.enum)
+    if same is not None:
+        field, element, _ = same
+        chosen, values = _chosen_list(what, tensor)
+        if chosen == _LIST_OF_FIELD[field]:
+            shape = _request_shape(what, tensor, len(values), spec)
+            check_shape(what, shape, spec)
+            content: wire.Chunk
+            if (
+                packed is not None
+                and packed[0] == field
+                and len(packed[1]) == len(values) * element.itemsize
+            ):
+                content = packed[1]
+            elif len(values) <= _FEW:
+                content = _little_endian(values, "f" if field == 2 else "d")
+            else:
+                content = wire.view(np.array(values, dtype=element))
+            head = _proto_head(dtype.enum, shape, len(content))
+            return [head, content] if len(content) else [head]
+    return to_proto_chunks(from_domain(what, tensor, dtype, spec, packed), dtype)
+
+
+def _little_endian(values: Sequence[float], code: str) -> bytes:
+    """A few floats as packed little-endian float32 ("f") or float64 ("d") bytes."""
+    out = array.array(code, values)
+    if sys.byteorder == "big":
+        out.byteswap()
+    return out.tobytes()
+
+
 def _object_array(items: Sequence[bytes], shape: Shape) -> Array:
     out = np.empty(len(items), dtype=object)
     out[:] = items
@@ -347,7 +394,12 @@ def proto_to_domain_chunks(what: str, proto: tensor_pb2.TensorProto) -> list[wir
     content: bytes | None = proto.tensor_content
     if not content:
         listed = proto.float_val if field == 2 else proto.double_val
-        content = _listed(listed, element).tobytes() if len(listed) == size else None
+        if len(listed) != size:
+            content = None  # a broadcast (or a bad answer): the array path
+        elif size <= _FEW:
+            content = _little_endian(listed, "f" if field == 2 else "d")
+        else:
+            content = np.array(listed, dtype=element).tobytes()
     if content is None or len(content) != size * element.itemsize or min(dims, default=0) < 0:
         return _converted_chunks(what, proto)
     return [_domain_head(tuple(dims), field, len(content)), content, _DTYPE_FIELDS[name]]
@@ -360,6 +412,7 @@ def _domain_head(shape: Shape, field: int, nbytes: int) -> bytes:
     return head + wire.header(field, nbytes) if nbytes else head
 
 
+_LIST_OF_FIELD: Final = {2: "floats", 3: "doubles"}
 _DTYPE_FIELDS: Final = {
     name: wire.length_delimited(8, name.encode()) for _, _, name in _SAME_BYTES.values()
 }

@@ -155,15 +155,18 @@ def predict_request(
         where = f"signature '{name}' of model '{meta.model}' version {meta.version}"
         check_output_filter(request.output_filter, signature.outputs, where)
 
-    arrays = {}
+    written = []
     for key in inputs:  # a protobuf map's items() is iterated in Python, its keys in C
-        tensor = inputs[key]
         spec = signature.inputs[key]
-        array = tensors.from_domain(
-            f"input '{key}'", tensor, spec.dtype, spec.shape, packed.get(key) if packed else None
+        chunks = tensors.from_domain_chunks(
+            f"input '{key}'",
+            inputs[key],
+            spec.dtype,
+            spec.shape,
+            packed.get(key) if packed else None,
         )
-        arrays[key] = (spec.dtype, array)
-    return backend_request(sel, name, arrays, request.output_filter)
+        written.append((key, chunks))
+    return _request(sel, name, written, request.output_filter)
 
 
 def _refuse_inputs(
@@ -208,9 +211,21 @@ def backend_request(
 
     Written as wire bytes: each tensor's values are copied once, into the request.
     """
+    written = [
+        (key, tensors.to_proto_chunks(array, dtype)) for key, (dtype, array) in inputs.items()
+    ]
+    return _request(sel, signature, written, output_filter)
+
+
+def _request(
+    sel: Selector,
+    signature: str,
+    inputs: Iterable[tuple[str, list[wire.Chunk]]],
+    output_filter: Sequence[str],
+) -> BackendRequest:
+    """The PredictRequest of serialized TensorProtos."""
     chunks: list[wire.Chunk] = [_model_spec_field(sel, signature)]
-    for key, (dtype, array) in inputs.items():
-        tensor = tensors.to_proto_chunks(array, dtype)
+    for key, tensor in inputs:
         chunks.append(wire.map_entry_head(2, key, wire.size_of(tensor)))
         chunks += tensor
     chunks += [wire.length_delimited(3, alias.encode()) for alias in output_filter]
