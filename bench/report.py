@@ -100,7 +100,7 @@ def paired_ratios(rows: list[Row], concurrencies: Iterable[int]) -> list[Row]:
     bench.run.measure_paired, and their medians over the rounds."""
     out = []
     for conc in concurrencies:
-        cpu, rps = [], []
+        cpu, rps, p50 = [], [], []
         for round_ in sorted({r["round"] for r in rows if r.get("conc") == conc}):
             pair = [r for r in rows if r.get("conc") == conc and r["round"] == round_]
             ours = find(pair, "tfgate", "small", conc)
@@ -109,6 +109,7 @@ def paired_ratios(rows: list[Row], concurrencies: Iterable[int]) -> list[Row]:
                 continue
             cpu.append(ours["cpu_ms"] / bare["cpu_ms"])
             rps.append(ours["rps"] / bare["rps"])
+            p50.append(ours["p50_ms"] - bare["p50_ms"])
         if cpu:
             out.append(
                 {
@@ -116,6 +117,7 @@ def paired_ratios(rows: list[Row], concurrencies: Iterable[int]) -> list[Row]:
                     "rounds": len(cpu),
                     "cpu_vs_passthrough": statistics.median(cpu),
                     "rps_vs_passthrough": statistics.median(rps),
+                    "p50_over_passthrough_ms": statistics.median(p50),
                     "cpu_ratios": cpu,
                     "rps_ratios": rps,
                 }
@@ -126,15 +128,16 @@ def paired_ratios(rows: list[Row], concurrencies: Iterable[int]) -> list[Row]:
 def paired_table(rows: list[Row]) -> str:
     lines = [
         "| conc (small) | rounds | tfgate CPU / pass-through (median; each round) "
-        "| tfgate RPS / pass-through (median; each round) |",
-        "| --- | --- | --- | --- |",
+        "| tfgate RPS / pass-through (median; each round) | tfgate p50 - pass-through p50 |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         cpu = ", ".join(f"{v:.2f}" for v in row["cpu_ratios"])
         rps = ", ".join(f"{v:.2f}" for v in row["rps_ratios"])
         lines.append(
             f"| {row['conc']} | {row['rounds']} | {row['cpu_vs_passthrough']:.2f} ({cpu}) "
-            f"| {row['rps_vs_passthrough']:.2f} ({rps}) |"
+            f"| {row['rps_vs_passthrough']:.2f} ({rps}) "
+            f"| {row['p50_over_passthrough_ms']:+.3f} ms |"
         )
     return "\n".join(lines)
 

@@ -10,7 +10,8 @@ from bench import report
 
 
 def _row(path: str, conc: int, round_: int, rps: float, cpu: float) -> dict[str, Any]:
-    return {"path": path, "size": "small", "conc": conc, "round": round_, "rps": rps, "cpu_ms": cpu}
+    row = {"path": path, "size": "small", "conc": conc, "round": round_, "rps": rps, "cpu_ms": cpu}
+    return {**row, "p50_ms": 1000.0 / rps}
 
 
 def test_paired_ratios_take_the_median_of_each_rounds_ratio() -> None:
@@ -27,6 +28,8 @@ def test_paired_ratios_take_the_median_of_each_rounds_ratio() -> None:
     assert out["cpu_ratios"] == pytest.approx([1.1, 0.8, 1.3])
     assert out["cpu_vs_passthrough"] == pytest.approx(1.1)
     assert out["rps_vs_passthrough"] == pytest.approx(0.9)
+    assert out["p50_over_passthrough_ms"] == pytest.approx(1000 / 900 - 1)  # rounds 1 and 3 tie
+    assert "| 16 | 3 | 1.10 (1.10, 0.80, 1.30) |" in report.paired_table([out])
 
 
 def test_paired_ratios_skip_a_round_with_an_error() -> None:
