@@ -391,7 +391,7 @@ def proto_to_domain_chunks(what: str, proto: tensor_pb2.TensorProto) -> list[wir
     field, element, name = same
     dims = [d.size for d in proto.tensor_shape.dim]
     size = math.prod(dims)
-    content: bytes | None = proto.tensor_content
+    content: wire.Chunk | None = proto.tensor_content
     if not content:
         listed = proto.float_val if field == 2 else proto.double_val
         if len(listed) != size:
@@ -399,7 +399,7 @@ def proto_to_domain_chunks(what: str, proto: tensor_pb2.TensorProto) -> list[wir
         elif size <= _FEW:
             content = _little_endian(listed, "f" if field == 2 else "d")
         else:
-            content = np.array(listed, dtype=element).tobytes()
+            content = wire.view(np.array(listed, dtype=element))
     if content is None or len(content) != size * element.itemsize or min(dims, default=0) < 0:
         return _converted_chunks(what, proto)
     return [_domain_head(tuple(dims), field, len(content)), content, _DTYPE_FIELDS[name]]
