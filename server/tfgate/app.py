@@ -16,8 +16,7 @@ from tfgate import passthrough
 from tfgate.catalog import Catalog
 from tfgate.config import Config
 from tfgate.passthrough import PassThrough
-from tfgate.pipelines import Pipelines
-from tfgate.service import SERVICE_NAME, InferenceService
+from tfgate.service import SERVICE_NAME, InferenceService, NoPreprocessing, Preprocessing
 from tfgate.translate import Selector
 from tfgate.upstream import Upstream
 
@@ -30,9 +29,9 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 class Gateway:
     """One tfgate server. ``start`` binds and returns the port; ``stop`` drains and closes."""
 
-    def __init__(self, config: Config, pipelines: Pipelines | None = None) -> None:
+    def __init__(self, config: Config, pipelines: Preprocessing | None = None) -> None:
         self.config = config
-        self.pipelines = pipelines or Pipelines()
+        self.pipelines = pipelines or NoPreprocessing()
         self.upstream = Upstream(config)
         self.catalog = Catalog(self.upstream.get_model_metadata, config.metadata_ttl)
         self.health = health.aio.HealthServicer()
@@ -116,7 +115,7 @@ class Gateway:
         await self.upstream.close()
 
 
-async def serve(config: Config, pipelines: Pipelines | None = None) -> int:
+async def serve(config: Config, pipelines: Preprocessing | None = None) -> int:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully; returns the exit status."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -7,7 +7,11 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tfgate.service import Preprocessing
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,6 +50,17 @@ def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None
     return uvloop.new_event_loop
 
 
+def _pipelines(path: str | None, file_data: Mapping[str, Any]) -> Preprocessing | None:
+    """The [models.NAME] sections of the config file; without any, the preprocessing modules
+    (and their start-up time) are not even imported."""
+    if "models" not in file_data:
+        return None
+    from tfgate import pipeline_config
+    from tfgate.pipelines import Pipelines
+
+    return Pipelines(pipeline_config.load(path, file_data))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
     if args_in[:1] == ["model-server"]:
@@ -68,8 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return 0 if check_health(args.target, args.timeout) else 1
 
-    from tfgate import app, config, pipeline_config
-    from tfgate.pipelines import Pipelines
+    from tfgate import app, config
 
     try:
         path = config.config_path(args.config, os.environ)
@@ -87,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             path,
             file_data,
         )
-        sections = pipeline_config.load(path, file_data)
+        pipelines = _pipelines(path, file_data)
     except config.ConfigError as exc:
         print(f"tfgate: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -98,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         loop_factory = _loop_factory(settings.event_loop)
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(app.serve(settings, Pipelines(sections)))
+            return runner.run(app.serve(settings, pipelines))
     except config.ConfigError as exc:  # a [models.NAME] section that does not fit its model
         print(f"tfgate: configuration error: {exc}", file=sys.stderr)
         return 2

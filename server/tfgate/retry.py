@@ -5,17 +5,15 @@ back-off would end past the caller's deadline; wait with exponential back-off an
 unless TF Serving (or a proxy in front of it) sent ``grpc-retry-pushback-ms``, which wins; retry
 only the configured codes, and only while the retry budget allows.
 
-The budget (as in Envoy's retry budgets and gRPC's retry throttling) keeps a dead or overloaded
-backend from being hammered: over a sliding window, retries may add at most ``budget_ratio`` of
-the calls started, plus a floor of ``budget_min_per_second`` so that light traffic can still
-retry. When it is spent, calls fail at once with UNAVAILABLE and say so.
+The budget (tfgate.budget) keeps a dead or overloaded backend from being hammered. This module
+is imported on a call's first failure only (tfgate.upstream): a call that succeeds at once never
+builds a retry loop, and a start-up does not pay for importing tenacity.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
@@ -31,6 +29,7 @@ from tenacity.retry import retry_base
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
+from tfgate.budget import RetryBudget
 from tfgate.config import RetryPolicy
 
 logger = logging.getLogger(__name__)
@@ -54,39 +53,6 @@ def pushback_ms(error: grpc.aio.AioRpcError) -> int | None:
             text = value.decode() if isinstance(value, bytes) else str(value)
             return int(text) if text.isdigit() else -1
     return None
-
-
-class RetryBudget:
-    """Counts calls and retries over the last ``window`` seconds, in one-second buckets."""
-
-    def __init__(self, ratio: float, min_per_second: float, window: int = 10) -> None:
-        self.ratio = ratio
-        self.floor = min_per_second * window
-        self.window = window
-        self._buckets: deque[list[int]] = deque()  # [second, calls, retries]
-        self.refused = 0
-
-    def _current(self) -> list[int]:
-        now = int(time.monotonic())
-        while self._buckets and self._buckets[0][0] <= now - self.window:
-            self._buckets.popleft()
-        if not self._buckets or self._buckets[-1][0] != now:
-            self._buckets.append([now, 0, 0])
-        return self._buckets[-1]
-
-    def record_call(self) -> None:
-        self._current()[1] += 1
-
-    def try_retry(self) -> bool:
-        """Takes one retry from the budget, or refuses."""
-        bucket = self._current()
-        calls = sum(b[1] for b in self._buckets)
-        retries = sum(b[2] for b in self._buckets)
-        if retries + 1 > self.ratio * calls + self.floor:
-            self.refused += 1
-            return False
-        bucket[2] += 1
-        return True
 
 
 class retry_if_retryable(retry_base):
@@ -160,7 +126,3 @@ def attempts(policy: RetryPolicy, budget: RetryBudget, deadline: float) -> Attem
         reraise=True,
     )
     return Attempts(retrying, predicate)
-
-
-def budget_for(policy: RetryPolicy) -> RetryBudget:
-    return RetryBudget(policy.budget_ratio, policy.budget_min_per_second)

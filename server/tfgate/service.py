@@ -6,17 +6,20 @@ Requests arrive as bytes and are parsed, and errors become statuses, in tfgate.e
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
 from tfgate import translate, wire
 from tfgate.catalog import Catalog
 from tfgate.errors import BackendError, parser, rpc
-from tfgate.pipelines import Pipelines
+from tfgate.signatures import ModelMetadata
 from tfgate.upstream import Upstream, deadline_of
 from tfgate.v1 import inference_pb2
+
+if TYPE_CHECKING:
+    from tfgate.pipelines import Plan
 
 SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
 
@@ -49,6 +52,30 @@ def _packed_inputs(
     return wire.packed_inputs(data) if large else None
 
 
+class Preprocessing(Protocol):
+    """What the service asks of tfgate.pipelines.Pipelines, which is imported only when the
+    config file has [models.NAME] sections."""
+
+    def plan(self, meta: ModelMetadata, signature: str) -> Plan | None: ...
+
+    def describe(self, meta: ModelMetadata, model: inference_pb2.Model) -> None: ...
+
+    async def check(self, metadata: Callable[[str], Awaitable[ModelMetadata]]) -> None: ...
+
+
+class NoPreprocessing:
+    """No [models.NAME] section: every request takes the plain path."""
+
+    def plan(self, meta: ModelMetadata, signature: str) -> Plan | None:
+        return None
+
+    def describe(self, meta: ModelMetadata, model: inference_pb2.Model) -> None:
+        return None
+
+    async def check(self, metadata: Callable[[str], Awaitable[ModelMetadata]]) -> None:
+        return None
+
+
 class InferenceService:
     def __init__(
         self,
@@ -56,13 +83,13 @@ class InferenceService:
         catalog: Catalog,
         default_timeout: float,
         max_elements: int,
-        pipelines: Pipelines | None = None,
+        pipelines: Preprocessing | None = None,
     ) -> None:
         self._upstream = upstream
         self._catalog = catalog
         self._default_timeout = default_timeout
         self._max_elements = max_elements
-        self._pipelines = pipelines or Pipelines()
+        self._pipelines = pipelines or NoPreprocessing()
 
     @rpc("Predict", _with_bytes(parser(inference_pb2.PredictRequest)), _model_of_received)
     async def predict(

@@ -21,8 +21,8 @@ from typing import Any, Final, TypeVar, cast
 import grpc
 from google.protobuf.message import DecodeError, Message
 
-from tfgate import retry
 from tfgate.admission import Limiter
+from tfgate.budget import budget_for
 from tfgate.config import Config
 from tfgate.errors import BadBackendAnswer, DeadlineExceeded, Unavailable, from_backend
 from tfgate.tfs.tensorflow_serving.apis import (
@@ -96,7 +96,7 @@ class Upstream:
 
     def __init__(self, config: Config) -> None:
         self._policy = config.retry
-        self.budget = retry.budget_for(config.retry)
+        self.budget = budget_for(config.retry)
         self.limiter = Limiter(config.max_concurrency, config.max_queue, config.max_queue_wait)
         options = channel_options(config)
         self.replicas = [Replica(target, options) for target in config.backends]
@@ -181,6 +181,8 @@ class Upstream:
             if exc.code() not in self._policy.codes:
                 raise from_backend(exc.code(), exc.details()) from None
             first: grpc.aio.AioRpcError | None = exc
+        from tfgate import retry  # tenacity: imported on the first failure, not at start-up
+
         loop = retry.attempts(self._policy, self.budget, deadline)
         try:
             async for attempt in loop.retrying:
