@@ -308,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         started: dict[str, Any] = {}
         if "startup" in parts:
             print("  start-up and idle memory ...", flush=True)
-            started = startup.measure(f"127.0.0.1:{backend.port}", workdir, 3)
+            started = startup.measure(f"127.0.0.1:{backend.port}", workdir, 5)
     ratio_rows = report.ratios(rows, args.concurrency)
     paired_ratios = report.paired_ratios(paired, args.concurrency)
     target_rows = report.targets(ratio_rows, converted, started, paired_ratios)
