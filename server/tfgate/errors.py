@@ -198,14 +198,15 @@ def rpc(
                 logger.exception("%s failed", method)
                 await context.abort(code, "internal error in tfgate; see its log")
             finally:
-                access_logger.info(
-                    "%s model=%s version=%s code=%s ms=%.2f",
-                    method,
-                    model,
-                    version,
-                    code.name,
-                    (time.perf_counter() - start) * 1000.0,
-                )
+                if access_logger.isEnabledFor(logging.INFO):  # else not even its arguments
+                    access_logger.info(
+                        "%s model=%s version=%s code=%s ms=%.2f",
+                        method,
+                        model,
+                        version,
+                        code.name,
+                        (time.perf_counter() - start) * 1000.0,
+                    )
             raise AssertionError("unreachable: abort() raises")  # pragma: no cover
 
         return wrapper
