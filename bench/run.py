@@ -1,7 +1,7 @@
 """``make bench``: every path under the same load, the conversion and start-up figures, one table.
 
 Knobs (flags, or the environment variables in brackets):
-  --seconds S    [BENCH_SECONDS, 10]  measured seconds per run, after --warmup S [BENCH_WARMUP, 1]
+  --seconds S    [BENCH_SECONDS, 8]   measured seconds per run, after --warmup S [BENCH_WARMUP, 1]
   --quick        [BENCH_QUICK=1]      a smoke test: 1 s runs, 0.5 s warm-ups, fewer repetitions
   --rounds N     [BENCH_ROUNDS, 3]    paired runs of the pass-through and tfgate (0: none)
   --extras       [BENCH_EXTRAS=1]     also uvloop and SO_REUSEPORT workers for the pass-through
@@ -77,7 +77,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.seconds is None:
-        args.seconds = 1.0 if args.quick else 10.0
+        args.seconds = 1.0 if args.quick else 8.0
     if args.warmup is None:
         args.warmup = 0.5 if args.quick else 1.0
     if args.rounds is None:

@@ -119,6 +119,6 @@ def measure_official(starts: int) -> dict[str, Any]:
     }
 
 
-def measure(backend: str, workdir: Path, starts: int, official_starts: int = 3) -> dict[str, Any]:
+def measure(backend: str, workdir: Path, starts: int, official_starts: int = 2) -> dict[str, Any]:
     """tfgate's figures over ``starts`` starts; the official stubs' (6 s each) over fewer."""
     return {**measure_tfgate(backend, workdir, starts), **measure_official(official_starts)}
