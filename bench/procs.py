@@ -29,12 +29,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(rest[11]) + int(rest[12])) / _TICK
 
 
-def rss_mb(pid: int) -> float:
-    """VmRSS in MiB."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A resident-memory line of /proc/PID/status in MiB: VmRSS (all), RssAnon (the process's
+    own memory) or RssFile (mapped files, shared libraries above all: how many of their pages
+    count depends on what the page cache holds, so it moves between machines and runs)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"no VmRSS for {pid}")
+    raise RuntimeError(f"no {field} for {pid}")
 
 
 def busy_cpu_seconds() -> float:

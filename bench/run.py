@@ -375,7 +375,8 @@ def render(results: dict[str, Any]) -> str:
         parts += [
             f"Start-up (median of {len(start['start_to_serving_all_s'])}): tfgate "
             f"{start['start_to_serving_s']:.3f} s to SERVING, "
-            f"idle RSS {start['idle_rss_mb']:.1f} MB; "
+            f"idle RSS {start['idle_rss_mb']:.1f} MB "
+            f"({start.get('idle_rss_anon_mb', float('nan')):.1f} MB of it private); "
             + (
                 "importing the official tensorflow_serving.apis stubs: "
                 f"{start['official_import_s']:.2f} s ({start['official_process_s']:.2f} s for the "

@@ -1,7 +1,8 @@
 """tfgate's start-up time and idle memory, against a process that imports the official stubs.
 
 tfgate: from ``Popen`` of ``python -m tfgate serve`` to the first grpc.health.v1 ``SERVING``
-(which needs the backend's first answer), then its VmRSS after a second idle. tfgate's sources
+(which needs the backend's first answer), then its VmRSS after a second idle, and the private
+part of it (RssAnon). tfgate's sources
 are compiled to bytecode first, as installing its wheel does: this machine may run Python with
 PYTHONDONTWRITEBYTECODE, and an editable install would then compile every module at each start.
 The official
@@ -76,7 +77,7 @@ def compile_sources() -> bool:
 
 def measure_tfgate(backend: str, workdir: Path, starts: int) -> dict[str, Any]:
     compiled = compile_sources()
-    times, rss = [], []
+    times, rss, anon = [], [], []
     for i in range(starts):
         port = procs.free_port()
         log = procs.fresh_log(workdir, f"startup-{i}")
@@ -87,12 +88,15 @@ def measure_tfgate(backend: str, workdir: Path, starts: int) -> dict[str, Any]:
             times.append(wait_serving(f"127.0.0.1:{port}") - began)
             time.sleep(1.0)
             rss.append(procs.rss_mb(popen.pid))
+            anon.append(procs.rss_mb(popen.pid, "RssAnon"))
         finally:
             proc.stop()
     return {
         "start_to_serving_s": statistics.median(times),
         "start_to_serving_all_s": times,
         "idle_rss_mb": statistics.median(rss),
+        # Private memory; the rest of the RSS is mapped files (see procs.rss_mb).
+        "idle_rss_anon_mb": statistics.median(anon),
         "bytecode_compiled": compiled,
     }
 
