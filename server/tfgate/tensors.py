@@ -13,7 +13,7 @@ import functools
 import math
 import sys
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 
@@ -31,10 +31,27 @@ VALUE_LISTS: Final = ("floats", "doubles", "ints", "strings", "bytes_values", "b
 _VALUE_FIELDS: Final = frozenset(VALUE_LISTS)
 # No tensor, even an empty one, may span more than this many elements in its non-zero dimensions.
 _MAX_EXTENT: Final = 2**40
-# Up to this many listed values are read one by one (see _listed).
-_FEW: Final = 32
 _F32: Final = np.dtype("<f4")
 _F64: Final = np.dtype("<f8")
+
+
+class _SameBytes(NamedTuple):
+    """A float dtype whose TensorProto values and tfgate.v1.Tensor list are the very same
+    little-endian bytes."""
+
+    field: int  # the tfgate.v1.Tensor list's field number
+    values: str  # its name
+    proto_values: str  # the TensorProto *_val list
+    element: np.dtype[Any]
+    code: str  # the array module's type code
+    dtype_field: bytes  # tfgate.v1.Tensor.dtype (field 8), written
+
+
+# TensorProto dtype enum -> how its values move without numpy.
+_SAME_BYTES: Final = {
+    1: _SameBytes(2, "floats", "float_val", _F32, "f", wire.length_delimited(8, b"float32")),
+    2: _SameBytes(3, "doubles", "double_val", _F64, "d", wire.length_delimited(8, b"float64")),
+}
 
 
 def _listed(values: Sequence[Any], dtype: Any) -> Array:
@@ -42,9 +59,30 @@ def _listed(values: Sequence[Any], dtype: Any) -> Array:
 
     numpy reads a long field in bulk, but costs ~5 µs per call; a few values are cheaper one by one.
     """
-    if len(values) <= _FEW:
+    if len(values) <= wire.FEW:
         return np.fromiter(values, dtype=dtype, count=len(values))
     return np.array(values, dtype=dtype)
+
+
+def _float_bytes(values: Sequence[float], same: _SameBytes) -> wire.Chunk:
+    """A float list's packed little-endian bytes: through the array module for a few values, as
+    numpy's buffer for many (see _listed)."""
+    if len(values) > wire.FEW:
+        return wire.view(np.array(values, dtype=same.element))
+    out = array.array(same.code, values)
+    if sys.byteorder == "big":
+        out.byteswap()
+    return out.tobytes()
+
+
+def _in_place(
+    packed: tuple[int, memoryview] | None, field: int, count: int, itemsize: int
+) -> memoryview | None:
+    """``packed``'s payload (bytes, as tfgate.wire.fields gives it) when it is list ``field``
+    with as many values as the message says, ``count``: the values, read in place."""
+    if packed is not None and packed[0] == field and packed[1].nbytes == count * itemsize:
+        return packed[1]
+    return None
 
 
 def _describe(shape: Shape | None) -> str:
@@ -169,12 +207,9 @@ def from_domain(
         return converted.reshape(shape)
     elif chosen in ("floats", "doubles"):
         field, element = (2, _F32) if chosen == "floats" else (3, _F64)
-        if (
-            packed is not None
-            and packed[0] == field
-            and packed[1].nbytes == len(values) * element.itemsize
-        ):
-            source = np.frombuffer(packed[1], dtype=element)
+        payload = _in_place(packed, field, len(values), element.itemsize)
+        if payload is not None:
+            source = np.frombuffer(payload, dtype=element)
         else:
             source = _listed(values, element)
         converted = (
@@ -206,33 +241,15 @@ def from_domain_chunks(
     """
     same = _SAME_BYTES.get(dtype.enum)
     if same is not None:
-        field, element, _ = same
         chosen, values = _chosen_list(what, tensor)
-        if chosen == _LIST_OF_FIELD[field]:
+        if chosen == same.values:
             shape = _request_shape(what, tensor, len(values), spec)
             check_shape(what, shape, spec)
-            content: wire.Chunk
-            if (
-                packed is not None
-                and packed[0] == field
-                and len(packed[1]) == len(values) * element.itemsize
-            ):
-                content = packed[1]
-            elif len(values) <= _FEW:
-                content = _little_endian(values, "f" if field == 2 else "d")
-            else:
-                content = wire.view(np.array(values, dtype=element))
+            payload = _in_place(packed, same.field, len(values), same.element.itemsize)
+            content = _float_bytes(values, same) if payload is None else payload
             head = _proto_head(dtype.enum, shape, len(content))
             return [head, content] if len(content) else [head]
     return to_proto_chunks(from_domain(what, tensor, dtype, spec, packed), dtype)
-
-
-def _little_endian(values: Sequence[float], code: str) -> bytes:
-    """A few floats as packed little-endian float32 ("f") or float64 ("d") bytes."""
-    out = array.array(code, values)
-    if sys.byteorder == "big":
-        out.byteswap()
-    return out.tobytes()
 
 
 def _object_array(items: Sequence[bytes], shape: Shape) -> Array:
@@ -374,35 +391,22 @@ def to_domain_chunks(what: str, array: Array, dtype: DType) -> list[wire.Chunk]:
     return [tensor.SerializeToString()]
 
 
-# TensorProto dtypes whose values a tfgate.v1.Tensor carries as the very same little-endian
-# bytes: enum -> (Tensor field, element, dtype name).
-_SAME_BYTES: Final[dict[int, tuple[int, np.dtype[Any], str]]] = {
-    1: (2, _F32, "float32"),
-    2: (3, _F64, "float64"),
-}
-
-
 def proto_to_domain_chunks(what: str, proto: tensor_pb2.TensorProto) -> list[wire.Chunk]:
     """``to_domain_chunks(what, *from_proto(what, proto))``, written more directly for float32
     and float64 with one value per element: their bytes move over as they are, without numpy."""
     same = _SAME_BYTES.get(proto.dtype)
     if same is None or proto.tensor_shape.unknown_rank:
         return _converted_chunks(what, proto)
-    field, element, name = same
     dims = [d.size for d in proto.tensor_shape.dim]
     size = math.prod(dims)
     content: wire.Chunk | None = proto.tensor_content
     if not content:
-        listed = proto.float_val if field == 2 else proto.double_val
-        if len(listed) != size:
-            content = None  # a broadcast (or a bad answer): the array path
-        elif size <= _FEW:
-            content = _little_endian(listed, "f" if field == 2 else "d")
-        else:
-            content = wire.view(np.array(listed, dtype=element))
-    if content is None or len(content) != size * element.itemsize or min(dims, default=0) < 0:
+        listed = getattr(proto, same.proto_values)
+        # A shorter list is a broadcast (or a bad answer): the array path.
+        content = _float_bytes(listed, same) if len(listed) == size else None
+    if content is None or len(content) != size * same.element.itemsize or min(dims, default=0) < 0:
         return _converted_chunks(what, proto)
-    return [_domain_head(tuple(dims), field, len(content)), content, _DTYPE_FIELDS[name]]
+    return [_domain_head(tuple(dims), same.field, len(content)), content, same.dtype_field]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -410,12 +414,6 @@ def _domain_head(shape: Shape, field: int, nbytes: int) -> bytes:
     """A tfgate.v1.Tensor up to its packed values: shape, and the values' tag and length."""
     head = wire.length_delimited(1, b"".join(map(wire.varint, shape)))
     return head + wire.header(field, nbytes) if nbytes else head
-
-
-_LIST_OF_FIELD: Final = {2: "floats", 3: "doubles"}
-_DTYPE_FIELDS: Final = {
-    name: wire.length_delimited(8, name.encode()) for _, _, name in _SAME_BYTES.values()
-}
 
 
 def _converted_chunks(what: str, proto: tensor_pb2.TensorProto) -> list[wire.Chunk]:

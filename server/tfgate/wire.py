@@ -13,7 +13,8 @@ from typing import Any, Final
 import numpy as np
 
 _LEN = 2  # wire type of length-delimited fields, packed repeated fields included
-_FEW = 32
+# Up to this many values, plain Python beats numpy, whose every call costs a few µs.
+FEW: Final = 32
 
 
 # Varints below 2**11 (tags, short lengths, small ids and dims) are looked up, not built.
@@ -91,7 +92,7 @@ def encode_varints(values: np.ndarray[Any, Any]) -> bytes:
     u = np.ascontiguousarray(values, dtype=np.int64).view(np.uint64).ravel()
     if not u.size:
         return b""
-    if u.size <= _FEW:
+    if u.size <= FEW:
         # A shape or a handful of ids: numpy's per-call cost would outweigh the work.
         return b"".join(map(varint, u.tolist()))
     groups = np.ones(u.size, dtype=np.int64)
