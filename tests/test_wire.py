@@ -37,6 +37,13 @@ def test_varint_table_and_arithmetic_agree_with_protobuf() -> None:
         assert wire.int64_field(2, value) == expected.SerializeToString()
 
 
+def test_header_of_a_field_number_above_the_table() -> None:
+    # Field 300's tag (300 << 3 | 2 = 2402) is past the varint table: still a valid header.
+    data = wire.header(300, 1) + b"x"
+    (number, payload), *_ = wire.fields(data)
+    assert number == 300 and payload is not None and bytes(payload) == b"x"
+
+
 def test_header_counts_bytes_of_multibyte_views() -> None:
     floats = np.arange(300, dtype="<f4")
     chunks = wire.nested(2, [wire.view(floats)])

@@ -55,7 +55,7 @@ def size_of(chunks: list[Chunk]) -> int:
 
 def header(field: int, size: int) -> bytes:
     """The tag and length of a length-delimited field of ``size`` bytes."""
-    return _SMALL[field << 3 | _LEN] + varint(size)
+    return varint(field << 3 | _LEN) + varint(size)
 
 
 def nested(field: int, chunks: list[Chunk]) -> list[Chunk]:
