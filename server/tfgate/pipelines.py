@@ -178,13 +178,8 @@ class Plan:
 
     def prepare(self, request: inference_pb2.PredictRequest, max_elements: int) -> Prepared:
         """The signature's arrays for ``request``; InvalidArgument names the input and step."""
-        where = f"signature '{self.signature}' of model '{self.model}' version {self.version}"
-        total = translate.count_values(request)
-        if total > max_elements:
-            raise InvalidArgument(
-                f"inputs: {total} values in all, more than tfgate's max_tensor_elements "
-                f"({max_elements})"
-            )
+        where = translate.signature_place(self.signature, self.model, self.version)
+        translate.check_value_count(request, max_elements)
         unknown = sorted(set(request.inputs) - set(self.feeds))
         if unknown:
             raise InvalidArgument(

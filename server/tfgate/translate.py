@@ -126,6 +126,25 @@ def count_values(request: inference_pb2.PredictRequest) -> int:
     )
 
 
+def signature_place(signature: str, model: str, version: int) -> str:
+    """How error messages name a signature of one model version."""
+    return f"signature '{signature}' of model '{model}' version {version}"
+
+
+def check_value_count(request: inference_pb2.PredictRequest, max_elements: int) -> None:
+    """INVALID_ARGUMENT when the request's inputs carry more than ``max_elements`` values."""
+    # Every value takes at least a byte on the wire: a request of at most that many bytes
+    # needs no count.
+    if request.ByteSize() <= max_elements:
+        return
+    total = count_values(request)
+    if total > max_elements:
+        raise InvalidArgument(
+            f"inputs: {total} values in all, more than tfgate's max_tensor_elements "
+            f"({max_elements})"
+        )
+
+
 def predict_request(
     request: inference_pb2.PredictRequest,
     sel: Selector,
@@ -138,21 +157,13 @@ def predict_request(
     ``packed``: the request's float payloads as found in its bytes (tfgate.wire.packed_inputs),
     read in place instead of copied out of the message.
     """
-    # Every value takes at least a byte on the wire, so a request of at most max_elements bytes
-    # needs no count.
-    if request.ByteSize() > max_elements:
-        total = count_values(request)
-        if total > max_elements:
-            raise InvalidArgument(
-                f"inputs: {total} values in all, more than tfgate's max_tensor_elements "
-                f"({max_elements})"
-            )
+    check_value_count(request, max_elements)
     name, signature = signature_of(meta, request.signature)
     inputs = request.inputs
     if len(inputs) != len(signature.inputs) or not all(k in inputs for k in signature.inputs):
         _refuse_inputs(set(inputs), name, signature, meta)
     if request.output_filter:
-        where = f"signature '{name}' of model '{meta.model}' version {meta.version}"
+        where = signature_place(name, meta.model, meta.version)
         check_output_filter(request.output_filter, signature.outputs, where)
 
     written = []
@@ -173,7 +184,7 @@ def _refuse_inputs(
     given: set[str], name: str, signature: Signature, meta: ModelMetadata
 ) -> NoReturn:
     """INVALID_ARGUMENT for inputs that are not the signature's: an unknown one, or missing ones."""
-    where = f"signature '{name}' of model '{meta.model}' version {meta.version}"
+    where = signature_place(name, meta.model, meta.version)
     unknown = sorted(given - set(signature.inputs))
     if unknown:
         raise InvalidArgument(
