@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-import grpc
-from grpc_health.v1 import health_pb2
+from tfgate.healthcheck import health_status
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_CONFIG = ROOT / "models" / "models.config"
@@ -54,23 +53,6 @@ def choose_port(preferred: int) -> int:
     raise SystemExit(f"run_local: no free port in {preferred}..{EPHEMERAL_START - 1}")
 
 
-def health_status(target: str, timeout: float = 1.0) -> int | None:
-    """The grpc.health.v1 status of ``target``, or None while nothing answers."""
-    with grpc.insecure_channel(target) as channel:
-        check = channel.unary_unary(
-            "/grpc.health.v1.Health/Check",
-            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-            response_deserializer=health_pb2.HealthCheckResponse.FromString,
-        )
-        try:
-            answer: health_pb2.HealthCheckResponse = check(
-                health_pb2.HealthCheckRequest(), timeout=timeout
-            )
-        except grpc.RpcError:
-            return None
-    return int(answer.status)
-
-
 class Stack:
     """The child processes this script started, stopped in reverse order by PID."""
 
@@ -90,7 +72,7 @@ class Stack:
 
     def wait_until_answers(self, name: str, process: subprocess.Popen[str], target: str) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while health_status(target) is None:
+        while health_status(target, 1.0) is None:
             if process.poll() is not None:
                 raise SystemExit(f"run_local: {name} exited with status {process.returncode}")
             if self.stop.is_set():

@@ -229,3 +229,27 @@ async def test_limits_on_what_a_client_can_send(
     )
     assert backend.calls["Predict"] == 0
     assert (await gw.stub.Predict(hp2(), timeout=5)).version == 2  # and it keeps serving
+
+
+async def test_healthcheck_command_reads_the_gateways_status(
+    gw: Running, start_gateway: StartGateway
+) -> None:
+    from grpc_health.v1 import health_pb2
+
+    from tfgate import cli
+    from tfgate.healthcheck import health_status
+
+    serving = health_pb2.HealthCheckResponse.SERVING
+    for _ in range(60):
+        if await asyncio.to_thread(health_status, gw.target, 1.0) == serving:
+            break
+        await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(health_status, gw.target, 1.0) == serving
+    healthcheck = ["healthcheck", "--target", gw.target, "--timeout", "1"]
+    assert await asyncio.to_thread(cli.main, healthcheck) == 0
+    # Nothing listening: no status, and the command fails.
+    dead = await start_gateway("127.0.0.1:1")
+    target = dead.target
+    await dead.gateway.stop(grace=0)
+    assert await asyncio.to_thread(health_status, target, 0.5) is None
+    assert await asyncio.to_thread(cli.main, ["healthcheck", "--target", target]) == 1

@@ -6,7 +6,8 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 
-def check_health(target: str, timeout: float) -> bool:
+def health_status(target: str, timeout: float) -> int | None:
+    """The grpc.health.v1 status ``target`` answers, or None while nothing answers."""
     with grpc.insecure_channel(target) as channel:
         check = channel.unary_unary(
             "/grpc.health.v1.Health/Check",
@@ -18,5 +19,9 @@ def check_health(target: str, timeout: float) -> bool:
                 health_pb2.HealthCheckRequest(), timeout=timeout
             )
         except grpc.RpcError:
-            return False
-    return answer.status == health_pb2.HealthCheckResponse.SERVING
+            return None
+    return int(answer.status)
+
+
+def check_health(target: str, timeout: float) -> bool:
+    return health_status(target, timeout) == health_pb2.HealthCheckResponse.SERVING
