@@ -9,20 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
-import time
-from collections.abc import Callable
 
-
-def _median_ms(fn: Callable[[], object], reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+from bench.conversion import median_ms
 
 
 def main() -> None:
@@ -40,11 +29,11 @@ def main() -> None:
         json.dumps(
             {
                 "tensorflow": tf.__version__,
-                "tf_make_tensor_proto_ms": _median_ms(lambda: tf.make_tensor_proto(values), reps),
-                "tf_make_tensor_proto_serialized_ms": _median_ms(
+                "tf_make_tensor_proto_ms": median_ms(lambda: tf.make_tensor_proto(values), reps),
+                "tf_make_tensor_proto_serialized_ms": median_ms(
                     lambda: tf.make_tensor_proto(values).SerializeToString(), reps
                 ),
-                "tf_make_ndarray_ms": _median_ms(lambda: tf.make_ndarray(proto), reps),
+                "tf_make_ndarray_ms": median_ms(lambda: tf.make_ndarray(proto), reps),
             }
         )
     )

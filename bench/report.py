@@ -176,10 +176,8 @@ def targets(
 ) -> list[Row]:
     """Each target with its value and verdict. The CPU and throughput ratios come from the
     paired runs when there are any (their medians), else from the main table."""
-    by_conc = {r["conc"]: r for r in ratio_rows}
-    added_by_conc = by_conc
-    if paired:
-        by_conc = {r["conc"]: r for r in paired}
+    main = {r["conc"]: r for r in ratio_rows}
+    by_conc = {r["conc"]: r for r in paired} if paired else main
     out = []
     for conc in sorted(by_conc):
         cpu = by_conc[conc]["cpu_vs_passthrough"]
@@ -201,7 +199,7 @@ def targets(
                 "n/a" if rps is None else f"{rps:.0%}",
             )
         )
-    added = added_by_conc.get(1, {}).get("added_p50_ms")
+    added = main.get(1, {}).get("added_p50_ms")
     out.append(
         _target(
             "tfgate added p50 at c=1 <= 0.5 ms",
