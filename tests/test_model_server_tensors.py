@@ -72,6 +72,9 @@ def test_val_fields_match_tensorflow() -> None:
 def test_string_tensor_content_is_length_prefixed() -> None:
     proto = encode(strings(b"ab", b"c"), as_content=True)
     assert proto.tensor_content == b"\x02\x01abc"
+    # A length of 300 takes two varint bytes: 300 = 0b10_0101100.
+    long = encode(strings(b"x" * 300, b""), as_content=True)
+    assert long.tensor_content == b"\xac\x02\x00" + b"x" * 300
 
 
 def proto_of(dtype: types_pb2.DataType.ValueType, shape: list[int], **fields: Any) -> Any:

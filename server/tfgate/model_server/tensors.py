@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tfgate import wire
+
 TensorProto = Any  # a generated tensorflow.TensorProto; it ships without type stubs
 
 
@@ -182,16 +184,7 @@ def fill_proto(array: npt.NDArray[Any], proto: TensorProto, *, as_content: bool)
 
 
 def _encode_string_list(strings: list[bytes]) -> bytes:
-    out = bytearray()
-    for s in strings:
-        n = len(s)
-        while n >= 0x80:
-            out.append((n & 0x7F) | 0x80)
-            n >>= 7
-        out.append(n)
-    for s in strings:
-        out += s
-    return bytes(out)
+    return b"".join(map(wire.varint, map(len, strings))) + b"".join(strings)
 
 
 def _decode_string_list(data: bytes, count: int) -> npt.NDArray[Any]:
