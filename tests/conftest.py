@@ -13,6 +13,7 @@ from tests.fake_tfserving import FakeTFServing
 from tests.model_server_fixtures import model_server  # noqa: F401  (session fixture)
 from tfgate.app import Gateway
 from tfgate.config import Config, RetryPolicy
+from tfgate.service import Preprocessing
 from tfgate.v1 import inference_pb2_grpc
 
 
@@ -40,10 +41,16 @@ StartGateway = Callable[..., Awaitable[Running]]
 
 @pytest_asyncio.fixture
 async def start_gateway() -> AsyncIterator[StartGateway]:
-    """Starts tfgate on 127.0.0.1:0 against ``backend`` (a target), with Config overrides."""
+    """Starts tfgate on 127.0.0.1:0 against ``backend`` (a target), with Config overrides and,
+    if given, preprocessing."""
     started: list[Running] = []
 
-    async def start(backend: str, retry: dict[str, Any] | None = None, **overrides: Any) -> Running:
+    async def start(
+        backend: str,
+        retry: dict[str, Any] | None = None,
+        pipelines: Preprocessing | None = None,
+        **overrides: Any,
+    ) -> Running:
         settings: dict[str, Any] = {
             "listen": "127.0.0.1:0",
             "backend": backend,
@@ -54,7 +61,7 @@ async def start_gateway() -> AsyncIterator[StartGateway]:
             **settings,
             retry=RetryPolicy(**{"initial_backoff": 0.01, "max_backoff": 0.05, **(retry or {})}),
         )
-        gateway = Gateway(config)
+        gateway = Gateway(config, pipelines)
         port = await gateway.start()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         running = Running(gateway, channel, inference_pb2_grpc.InferenceServiceStub(channel))

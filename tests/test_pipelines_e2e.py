@@ -18,17 +18,15 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from tests.conftest import Running
+from tests.conftest import Running, StartGateway
 from tests.fake_tfserving import Arrays, FakeTFServing, Model, Sig, Version, default_models
 from tests.test_gateway import expect_error
 from tests.test_grpcurl import grpcurl
 from tfgate import pipeline_config
-from tfgate.app import Gateway
-from tfgate.config import Config, RetryPolicy
 from tfgate.pipeline_config import PipelineConfigError
 from tfgate.pipelines import Pipelines
 from tfgate.tfs.tensorflow.core.framework import types_pb2
-from tfgate.v1 import inference_pb2, inference_pb2_grpc
+from tfgate.v1 import inference_pb2
 
 pytestmark = pytest.mark.asyncio
 
@@ -178,32 +176,17 @@ async def fake(recorder: Recorder) -> AsyncIterator[FakeTFServing]:
 
 
 @pytest_asyncio.fixture
-async def start(config_dir: Path) -> AsyncIterator[Any]:
+async def start(config_dir: Path, start_gateway: StartGateway) -> Any:
     """Starts tfgate on port 0 with a config (CONFIG by default) in front of ``backend``."""
-    started: list[Running] = []
 
     async def start(backend: str, text: str | None = None, **settings: Any) -> Running:
         path = config_dir / "tfgate.toml"
         if text is not None:
             path.write_text(text)
-        config = Config(
-            listen="127.0.0.1:0",
-            backend=backend,
-            health_interval=0.2,
-            retry=RetryPolicy(initial_backoff=0.01, max_backoff=0.05),
-            **settings,
-        )
-        gateway = Gateway(config, Pipelines(pipeline_config.load(str(path))))
-        port = await gateway.start()
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-        running = Running(gateway, channel, inference_pb2_grpc.InferenceServiceStub(channel))
-        started.append(running)
-        return running
+        pipelines = Pipelines(pipeline_config.load(str(path)))
+        return await start_gateway(backend, pipelines=pipelines, **settings)
 
-    yield start
-    for running in started:
-        await running.channel.close()
-        await running.gateway.stop(grace=0)
+    return start
 
 
 @pytest_asyncio.fixture
