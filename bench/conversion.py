@@ -56,10 +56,10 @@ def measure_tfgate(reps: int) -> dict[str, float]:
         # What tfgate does with a large input: the floats are read in place from the request
         # bytes as received, and the TensorProto is written as wire bytes into the backend request.
         packed = wire.packed_inputs(received)["x"]
-        return b"".join(tensors.from_domain_chunks("x", domain, float32, (-1,), packed))
+        return b"".join(tensors.encode_input("x", domain, float32, (-1,), packed)[1])
 
     def forward_from_message() -> bytes:
-        return b"".join(tensors.from_domain_chunks("x", domain, float32, (-1,)))
+        return b"".join(tensors.encode_input("x", domain, float32, (-1,))[1])
 
     return {
         "numpy_copy_4mb_ms": median_ms(lambda: np.copy(values), reps),

@@ -13,7 +13,7 @@ from tests.fake_tfserving import FakeTFServing
 from tests.model_server_fixtures import model_server  # noqa: F401  (session fixture)
 from tfgate.app import Gateway
 from tfgate.config import Config, RetryPolicy
-from tfgate.service import Preprocessing
+from tfgate.plans.plan import Plans
 from tfgate.v1 import inference_pb2_grpc
 
 
@@ -48,7 +48,7 @@ async def start_gateway() -> AsyncIterator[StartGateway]:
     async def start(
         backend: str,
         retry: dict[str, Any] | None = None,
-        pipelines: Preprocessing | None = None,
+        pipelines: Plans | None = None,
         **overrides: Any,
     ) -> Running:
         settings: dict[str, Any] = {

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tfgate.admission import Limiter
+from tfgate.backends.admission import Limiter
 from tfgate.errors import DeadlineExceeded, ResourceExhausted
 
 pytestmark = pytest.mark.asyncio

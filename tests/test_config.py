@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import grpc
 import pytest
 
 from tfgate import config
 from tfgate.config import Config, ConfigError, RetryPolicy
+from tfgate.errors import Code
 
 NO_FLAGS: dict[str, object] = {"listen": None, "backend": None, "max_concurrency": None}
 
@@ -16,7 +16,7 @@ NO_FLAGS: dict[str, object] = {"listen": None, "backend": None, "max_concurrency
 def test_defaults() -> None:
     loaded = config.load(NO_FLAGS, {})
     assert loaded == Config()
-    assert loaded.retry.codes == {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert loaded.retry.codes == {Code.UNAVAILABLE, Code.RESOURCE_EXHAUSTED}
 
 
 def test_precedence(tmp_path: Path) -> None:
@@ -92,8 +92,8 @@ def test_retry_policy_bounds() -> None:
     with pytest.raises(ConfigError, match="initial_backoff"):
         RetryPolicy(initial_backoff=2.0, max_backoff=1.0)
     assert RetryPolicy(retryable_codes=("UNAVAILABLE", "RESOURCE_EXHAUSTED")).codes == {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        Code.UNAVAILABLE,
+        Code.RESOURCE_EXHAUSTED,
     }
 
 

@@ -2,33 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 
 from tfgate import errors
-from tfgate.config import NEVER_RETRY
+from tfgate.errors import NEVER_RETRY, Code
+
+
+def test_codes_are_grpc_codes() -> None:
+    assert [(c.name, c.value) for c in Code] == [(c.name, c.value[0]) for c in grpc.StatusCode]
 
 
 def test_every_backend_code_is_mapped() -> None:
-    unmapped = [
-        c for c in grpc.StatusCode if c is not grpc.StatusCode.OK and c not in errors.BACKEND_CODES
-    ]
+    unmapped = [c for c in Code if c is not Code.OK and c not in errors.BACKEND_CODES]
     assert unmapped == []
-    assert grpc.StatusCode.OK not in errors.BACKEND_CODES
+    assert Code.OK not in errors.BACKEND_CODES
 
 
 @pytest.mark.parametrize(
     ("code", "expected", "verbatim"),
     [
-        (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.NOT_FOUND, True),
-        (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INVALID_ARGUMENT, True),
-        (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.FAILED_PRECONDITION, True),
-        (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAVAILABLE, False),
-        (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INTERNAL, False),
-        (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE, False),
+        (Code.NOT_FOUND, Code.NOT_FOUND, True),
+        (Code.INVALID_ARGUMENT, Code.INVALID_ARGUMENT, True),
+        (Code.FAILED_PRECONDITION, Code.FAILED_PRECONDITION, True),
+        (Code.UNAVAILABLE, Code.UNAVAILABLE, False),
+        (Code.UNAUTHENTICATED, Code.INTERNAL, False),
+        (Code.CANCELLED, Code.UNAVAILABLE, False),
     ],
 )
-def test_from_backend(code: grpc.StatusCode, expected: grpc.StatusCode, verbatim: bool) -> None:
+def test_from_backend(code: Code, expected: Code, verbatim: bool) -> None:
     error = errors.from_backend(code, "the details")
     assert error.code == expected
     assert error.backend_code == code
@@ -37,5 +41,13 @@ def test_from_backend(code: grpc.StatusCode, expected: grpc.StatusCode, verbatim
 
 
 def test_client_mistakes_are_never_retried() -> None:
-    for code in ("INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION"):
+    for code in (Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION):
         assert code in NEVER_RETRY
+
+
+def test_code_of_an_outcome() -> None:
+    assert errors.code_of(None) is Code.OK
+    assert errors.code_of(errors.NotFound("x")) is Code.NOT_FOUND
+    assert errors.code_of(errors.from_backend(Code.DATA_LOSS, "x")) is Code.INTERNAL
+    assert errors.code_of(asyncio.CancelledError()) is Code.CANCELLED
+    assert errors.code_of(KeyError("bug")) is Code.INTERNAL

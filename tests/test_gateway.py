@@ -256,7 +256,7 @@ async def test_internal_errors_do_not_leak(gw: Running, monkeypatch: pytest.Monk
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(translate, "predict_request", broken)
+    monkeypatch.setattr(translate, "backend_request", broken)
     details = await expect_error(gw.stub.Predict(hp2()), grpc.StatusCode.INTERNAL)
     assert "secret" not in details
     monkeypatch.undo()

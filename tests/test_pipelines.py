@@ -1,4 +1,5 @@
-"""tfgate.pipelines without a server: binding sections to signatures, and running plans."""
+"""tfgate.pipelines and tfgate.plans.plan without a server: binding sections to signatures, and
+running plans."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfgate import dtypes, pipeline_config
+from tfgate import dtypes, pipeline_config, tensors
+from tfgate.domain import Predict
 from tfgate.errors import FailedPrecondition, InvalidArgument
-from tfgate.pipelines import BindError, Pipelines, bind
+from tfgate.pipelines import BindError, bind
+from tfgate.plans.plan import Plan, Plans, Prepared
 from tfgate.signatures import ModelMetadata, Signature, TensorSpec
+from tfgate.tfs.tensorflow_serving.apis import predict_pb2
+from tfgate.translate import Selector
 from tfgate.v1 import inference_pb2
 
 T = inference_pb2.Tensor
@@ -54,6 +59,33 @@ def meta(
 
 
 TEXT_META = meta({"ids": ("int64", (-1, 4))})
+
+
+def prepare(plan: Plan, request: inference_pb2.PredictRequest, limit: int) -> Prepared:
+    given = Predict(
+        request.model,
+        inputs=request.inputs,
+        output_filter=request.output_filter,
+        size=request.ByteSize(),
+    )
+    return plan.prepare(Selector("m"), given, limit)
+
+
+def inputs_of(prepared: Prepared) -> dict[str, tuple[dtypes.DType, np.ndarray]]:
+    """The arrays a prepared request sends TF Serving, by signature input."""
+    sent = prepared.request.parse()
+    return {k: tensors.from_proto(k, sent.inputs[k]) for k in sent.inputs}
+
+
+def filter_of(prepared: Prepared) -> list[str]:
+    return list(prepared.request.parse().output_filter)
+
+
+def made(plan: Plan, prepared: Prepared, alias: str, array: np.ndarray) -> list:
+    """The domain outputs (name, dtype, array) the plan makes of one float32 answer."""
+    answer = predict_pb2.PredictResponse()
+    answer.outputs[alias].CopyFrom(tensors.to_proto(array, D["float32"]))
+    return [(name, *out.array(name)) for name, out in plan.outputs(answer, prepared.wanted)]
 
 
 @pytest.fixture
@@ -224,7 +256,7 @@ def test_bind_names_file_model_version_tensor_and_problem(
 
 
 def test_a_failed_version_answers_failed_precondition_and_another_version_binds(load) -> None:
-    pipelines = Pipelines({"m": load(TEXT)})
+    pipelines = Plans({"m": load(TEXT)})
     bad = meta({"ids": ("int64", (-1, 16))}, version=1)
     for _ in range(2):  # the same message each time; the binding is not retried
         with pytest.raises(FailedPrecondition, match=r"version 1 input 'text': the steps give"):
@@ -232,22 +264,27 @@ def test_a_failed_version_answers_failed_precondition_and_another_version_binds(
     good = meta({"ids": ("int64", (-1, 4))}, version=2)
     plan = pipelines.plan(good, "serving_default")
     assert plan is not None and plan.version == 2
-    # Other signatures, and other models, take the plain path.
-    assert pipelines.plan(good, "other") is None
-    assert Pipelines().plan(good, "") is None
+    # Other signatures, and other models, take the identity plan.
+    with pytest.raises(FailedPrecondition, match='Serving signature key "other" not found'):
+        pipelines.plan(good, "other")
+    plain = Plans().plan(good, "")
+    assert plain.view is None and list(plain.feeds) == ["ids"] and plain.emits == {}
 
 
 def test_text_plan(load) -> None:
     plan = bind(load(TEXT + LABELS), TEXT_META)
-    prepared = plan.prepare(request(text=T(strings=["Good plot", "BAD bad bad bad bad", ""])), 100)
-    dtype, ids = prepared.inputs["ids"]
+    prepared = prepare(plan, request(text=T(strings=["Good plot", "BAD bad bad bad bad", ""])), 100)
+    dtype, ids = inputs_of(prepared)["ids"]
     assert dtype.name == "int64"
     assert ids.tolist() == [[2, 4, 0, 0], [3, 3, 3, 3], [0, 0, 0, 0]]
-    assert prepared.output_filter == []
-    made = list(prepared.outputs("probs", D["float32"], np.array([[0.2, 0.3, 0.5]], np.float32)))
-    assert [(name, d.name) for name, d, _ in made] == [("label", "string"), ("scores", "float32")]
-    assert made[0][2].tolist() == [[b"pos", b"neu"]]
-    np.testing.assert_allclose(made[1][2], [[0.5, 0.3]])
+    assert filter_of(prepared) == []
+    outputs = made(plan, prepared, "probs", np.array([[0.2, 0.3, 0.5]], np.float32))
+    assert [(name, d.name) for name, d, _ in outputs] == [
+        ("label", "string"),
+        ("scores", "float32"),
+    ]
+    assert outputs[0][2].tolist() == [[b"pos", b"neu"]]
+    np.testing.assert_allclose(outputs[1][2], [[0.5, 0.3]])
 
 
 def test_output_filter_names_domain_outputs(load) -> None:
@@ -257,22 +294,22 @@ def test_output_filter_names_domain_outputs(load) -> None:
     )
     base = request(ids=T(ints=[1, 2, 3, 4], shape=[1, 4]))
     base.output_filter.append("scores")
-    prepared = plan.prepare(base, 100)
-    assert prepared.output_filter == ["probs"]
-    made = list(prepared.outputs("probs", D["float32"], np.array([[0.2, 0.3, 0.5]], np.float32)))
-    assert [name for name, _, _ in made] == ["scores"]
+    prepared = prepare(plan, base, 100)
+    assert filter_of(prepared) == ["probs"]
+    outputs = made(plan, prepared, "probs", np.array([[0.2, 0.3, 0.5]], np.float32))
+    assert [name for name, _, _ in outputs] == ["scores"]
     base.output_filter[:] = ["probs", "z"]
-    prepared = plan.prepare(base, 100)
-    assert prepared.output_filter == ["probs", "z"]
-    made = list(prepared.outputs("probs", D["float32"], np.array([[0.2, 0.3, 0.5]], np.float32)))
-    assert [name for name, _, _ in made] == ["probs"]
+    prepared = prepare(plan, base, 100)
+    assert filter_of(prepared) == ["probs", "z"]
+    outputs = made(plan, prepared, "probs", np.array([[0.2, 0.3, 0.5]], np.float32))
+    assert [name for name, _, _ in outputs] == ["probs"]
     for wrong, needle in (
         (["label", "nope"], "output_filter: 'nope' is not an output of signature"),
         (["label", "label"], "output_filter: 'label' is listed twice"),
     ):
         base.output_filter[:] = wrong
         with pytest.raises(InvalidArgument, match=needle):
-            plan.prepare(base, 100)
+            prepare(plan, base, 100)
 
 
 @pytest.mark.parametrize(
@@ -292,16 +329,16 @@ def test_output_filter_names_domain_outputs(load) -> None:
 def test_text_plan_refusals(load, inputs, needle: str) -> None:
     plan = bind(load(TEXT), TEXT_META)
     with pytest.raises(InvalidArgument) as info:
-        plan.prepare(request(**inputs), 100)
+        prepare(plan, request(**inputs), 100)
     assert needle in info.value.message
 
 
 def test_too_many_values_after_preprocessing(load) -> None:
     plan = bind(load(TEXT), TEXT_META)
     with pytest.raises(InvalidArgument, match="preprocessing makes 12 values in all"):
-        plan.prepare(request(text=T(strings=["a", "b", "c"])), 10)
+        prepare(plan, request(text=T(strings=["a", "b", "c"])), 10)
     with pytest.raises(InvalidArgument, match="inputs: 3 values in all"):
-        plan.prepare(request(text=T(strings=["a", "b", "c"])), 2)
+        prepare(plan, request(text=T(strings=["a", "b", "c"])), 2)
 
 
 def test_numeric_plan_and_defaults(load) -> None:
@@ -325,22 +362,23 @@ default = "fast"
             }
         ),
     )
-    prepared = plan.prepare(request(features=T(ints=[1, 2, 3, 3, 4, 7], shape=[2, 3])), 100)
-    x_dtype, x = prepared.inputs["x"]
+    prepared = prepare(plan, request(features=T(ints=[1, 2, 3, 3, 4, 7], shape=[2, 3])), 100)
+    sent = inputs_of(prepared)
+    x_dtype, x = sent["x"]
     assert x_dtype.name == "float32" and x.dtype == np.float32
     np.testing.assert_allclose(x, [[0, 0, 0], [2, 2, 2]])
-    assert prepared.inputs["temperature"][1].tolist() == [0.5, 0.5]  # one per example
-    assert prepared.inputs["mode"][1].tolist() == b"fast"  # not batched: as given
-    given = plan.prepare(
-        request(features=T(floats=[1, 2, 3], shape=[1, 3]), t=T(floats=[2.0])), 100
-    ).inputs
+    assert sent["temperature"][1].tolist() == [0.5, 0.5]  # one per example
+    assert sent["mode"][1].tolist() == b"fast"  # not batched: as given
+    given = inputs_of(
+        prepare(plan, request(features=T(floats=[1, 2, 3], shape=[1, 3]), t=T(floats=[2.0])), 100)
+    )
     assert given["temperature"][1].tolist() == [2.0]
     with pytest.raises(InvalidArgument, match="input 'features', step 1 'normalize': has 3"):
-        plan.prepare(request(features=T(floats=[1, 2])), 100)
+        prepare(plan, request(features=T(floats=[1, 2])), 100)
     with pytest.raises(InvalidArgument, match="input 'features': expects float64"):
-        plan.prepare(request(features=T(strings=["1"])), 100)
+        prepare(plan, request(features=T(strings=["1"])), 100)
     with pytest.raises(InvalidArgument, match="input 'features', fed to 'x': shape \\[3\\] does"):
-        plan.prepare(request(features=T(floats=[1, 2, 3])), 100)
+        prepare(plan, request(features=T(floats=[1, 2, 3])), 100)
 
 
 def test_domain_view(load) -> None:
@@ -349,7 +387,7 @@ def test_domain_view(load) -> None:
         meta({"ids": ("int64", (-1, 4)), "k": ("int32", ())}),
     )
     view = plan.view
-    assert view.method == "predict"
+    assert view is not None and view.method == "predict"
     text = view.inputs["text"]
     assert (text.dtype, list(text.shape), text.alias, text.optional) == (
         "string",
@@ -370,8 +408,10 @@ def test_domain_view(load) -> None:
     assert list(label.steps) == ["labels(labels.txt: 3 labels, k=2)"]
     assert "probs" not in view.outputs
 
-    numeric = bind(
+    numeric_view = bind(
         load(FEATURES.replace("steps = [", "steps = [{ op = 'expand', axis = 0 }, ")),
         meta({"x": ("float32", (-1, 3))}),
-    ).view.inputs["features"]
+    ).view
+    assert numeric_view is not None
+    numeric = numeric_view.inputs["features"]
     assert (numeric.dtype, list(numeric.shape)) == ("float64", [3])

@@ -24,7 +24,7 @@ from tests.test_gateway import expect_error
 from tests.test_grpcurl import grpcurl
 from tfgate import pipeline_config
 from tfgate.pipeline_config import PipelineConfigError
-from tfgate.pipelines import Pipelines
+from tfgate.plans.plan import Plans
 from tfgate.tfs.tensorflow.core.framework import types_pb2
 from tfgate.v1 import inference_pb2
 
@@ -183,7 +183,7 @@ async def start(config_dir: Path, start_gateway: StartGateway) -> Any:
         path = config_dir / "tfgate.toml"
         if text is not None:
             path.write_text(text)
-        pipelines = Pipelines(pipeline_config.load(str(path)))
+        pipelines = Plans(pipeline_config.load(str(path)))
         return await start_gateway(backend, pipelines=pipelines, **settings)
 
     return start

@@ -14,7 +14,7 @@ from tests.conftest import Running
 from tfgate import pipeline_config
 from tfgate.app import Gateway
 from tfgate.config import Config
-from tfgate.pipelines import Pipelines
+from tfgate.plans.plan import Plans
 from tfgate.v1 import inference_pb2, inference_pb2_grpc
 
 pytestmark = pytest.mark.asyncio
@@ -25,7 +25,7 @@ DEMO = Path(__file__).resolve().parent.parent / "config" / "tfgate.toml"
 @pytest_asyncio.fixture
 async def gw(model_server: str) -> AsyncIterator[Running]:
     config = Config(listen="127.0.0.1:0", backend=model_server, health_interval=0.2)
-    gateway = Gateway(config, Pipelines(pipeline_config.load(str(DEMO))))
+    gateway = Gateway(config, Plans(pipeline_config.load(str(DEMO))))
     port = await gateway.start()  # binds both sections to the real signatures, or fails
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     yield Running(gateway, channel, inference_pb2_grpc.InferenceServiceStub(channel))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tfgate.budget import RetryBudget
+from tfgate.backends.budget import RetryBudget
 
 
 def test_budget_allows_ratio_plus_floor() -> None:

@@ -11,7 +11,7 @@ from tfgate import cli
 
 _LAZY = (
     "tenacity",
-    "tfgate.retry",
+    "tfgate.backends.retry",
     "tfgate.preprocess",
     "tfgate.pipelines",
     "tfgate.pipeline_config",
@@ -27,15 +27,15 @@ def _imported_after(code: str) -> list[str]:
 
 
 def test_a_plain_start_imports_no_preprocessing_and_no_tenacity() -> None:
-    assert _imported_after("import tfgate.cli, tfgate.app, tfgate.service") == []
+    assert _imported_after("import tfgate.cli, tfgate.app, tfgate.fronts.grpc") == []
 
 
 def test_the_lazy_modules_are_importable_and_load_what_they_need() -> None:
-    assert _imported_after("import tfgate.retry, tfgate.pipelines") == list(_LAZY)
+    assert _imported_after("import tfgate.backends.retry, tfgate.pipelines") == list(_LAZY)
 
 
 def test_pipelines_only_for_a_file_with_model_sections(tmp_path: Path) -> None:
-    assert cli._pipelines(None, {}) is None
-    assert cli._pipelines(str(tmp_path / "tfgate.toml"), {"listen": "127.0.0.1:0"}) is None
-    found = cli._pipelines(str(tmp_path / "tfgate.toml"), {"models": {}})
-    assert found is not None and type(found).__name__ == "Pipelines"
+    assert cli._plans(None, {})._sections == {}
+    assert cli._plans(str(tmp_path / "tfgate.toml"), {"listen": "127.0.0.1:0"})._sections == {}
+    found = cli._plans(str(tmp_path / "tfgate.toml"), {"models": {"m": {"inputs": {}}}})
+    assert list(found._sections) == ["m"]

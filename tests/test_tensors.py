@@ -17,6 +17,11 @@ T = inference_pb2.Tensor
 D = dtypes.BY_NAME
 
 
+def from_domain_chunks(*args) -> list:
+    """The TensorProto chunks tfgate sends for a tfgate.v1.Tensor input (the direct path)."""
+    return tensors.encode_input(*args)[1]
+
+
 def to_proto(tensor: inference_pb2.Tensor, dtype: str, spec: tuple[int, ...] | None = None):
     array = tensors.from_domain("input 'x'", tensor, D[dtype], spec)
     return tensors.to_proto(array, D[dtype])
@@ -338,7 +343,7 @@ def _written_both_ways(
     packed: tuple[int, memoryview] | None = None,
 ) -> tuple[bytes, bytes]:
     """The request tensor written directly (from_domain_chunks) and through a numpy array."""
-    direct = b"".join(tensors.from_domain_chunks("input 'x'", tensor, D[dtype], spec, packed))
+    direct = b"".join(from_domain_chunks("input 'x'", tensor, D[dtype], spec, packed))
     array = tensors.from_domain("input 'x'", tensor, D[dtype], spec, packed)
     return direct, b"".join(tensors.to_proto_chunks(array, D[dtype]))
 
@@ -367,7 +372,7 @@ def test_direct_input_encoding_reads_a_packed_payload_in_place() -> None:
     values = np.arange(6, dtype="<f4")
     tensor = T(floats=values.tolist(), shape=[2, 3])
     payload = memoryview(values.tobytes())
-    chunks = tensors.from_domain_chunks("input 'x'", tensor, D["float32"], (-1, 3), (2, payload))
+    chunks = from_domain_chunks("input 'x'", tensor, D["float32"], (-1, 3), (2, payload))
     assert any(c is payload for c in chunks)  # not copied until the request is joined
     direct, through_numpy = _written_both_ways(tensor, "float32", (-1, 3), (2, payload))
     assert direct == through_numpy
@@ -382,6 +387,6 @@ def test_direct_input_encoding_reads_a_packed_payload_in_place() -> None:
     ],
 )
 def test_direct_input_encoding_refuses_what_the_array_path_refuses(tensor, spec, needle) -> None:
-    for write in (tensors.from_domain_chunks, tensors.from_domain):
+    for write in (from_domain_chunks, tensors.from_domain):
         with pytest.raises(InvalidArgument, match=re.escape(needle)):
             write("input 'x'", tensor, D["float32"], spec)

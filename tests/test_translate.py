@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfgate import dtypes, translate
+from tfgate import dtypes, tensors, translate
+from tfgate.domain import Answer
 from tfgate.tfs.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tfgate.tfs.tensorflow_serving.apis import predict_pb2
 
@@ -15,7 +16,8 @@ def test_backend_request_bytes_parse_as_tf_serving_request() -> None:
         "x": (dtypes.BY_NAME["float32"], np.array([[1.5, 2.5]], dtype=np.float32)),
         "": (dtypes.BY_NAME["int64"], np.zeros((0,), dtype=np.int64)),
     }
-    request = translate.backend_request(sel, "sig", arrays, ["y", "z"]).parse()
+    written = [(k, tensors.to_proto_chunks(a, d)) for k, (d, a) in arrays.items()]
+    request = translate.backend_request(sel, "sig", written, ["y", "z"]).parse()
     assert request.model_spec.name == "m" and request.model_spec.version_label == "canary"
     assert request.model_spec.signature_name == "sig"
     assert not request.model_spec.HasField("version")
@@ -39,7 +41,8 @@ def test_predict_response_bytes_parse_as_domain_response() -> None:
             float_val=[1.0, 2.0],
         )
     )
-    encoded = translate.predict_response(answer, translate.Selector("m"), "serving_default")
+    outputs = [(k, tensors.FromBackend(answer.outputs[k])) for k in answer.outputs]
+    encoded = translate.v1_response(Answer("m", 3, "serving_default", outputs))
     assert encoded.version == 3
     parsed = encoded.parse()
     assert (parsed.model, parsed.version, parsed.signature) == ("m", 3, "serving_default")

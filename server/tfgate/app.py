@@ -12,13 +12,16 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from tfgate import passthrough
+from tfgate.backends.upstream import Upstream
+from tfgate.calls import Call
 from tfgate.catalog import Catalog
 from tfgate.config import Config
-from tfgate.passthrough import PassThrough
-from tfgate.service import SERVICE_NAME, InferenceService, NoPreprocessing, Preprocessing
+from tfgate.fronts import passthrough
+from tfgate.fronts.grpc import SERVICE_NAME, InferenceServicer
+from tfgate.fronts.passthrough import PassThrough
+from tfgate.inference import Inference
+from tfgate.plans.plan import Plans
 from tfgate.translate import Selector
-from tfgate.upstream import Upstream
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +32,13 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 class Gateway:
     """One tfgate server. ``start`` binds and returns the port; ``stop`` drains and closes."""
 
-    def __init__(self, config: Config, pipelines: Preprocessing | None = None) -> None:
+    def __init__(self, config: Config, plans: Plans | None = None) -> None:
         self.config = config
-        self.pipelines = pipelines or NoPreprocessing()
         self.upstream = Upstream(config)
         self.catalog = Catalog(self.upstream.get_model_metadata, config.metadata_ttl)
+        self.inference = Inference(
+            self.upstream, self.catalog, plans or Plans(), config.max_tensor_elements
+        )
         self.health = health.aio.HealthServicer()
         self.backend_up = False
         self._server = grpc.aio.server(
@@ -49,23 +54,17 @@ class Gateway:
 
     async def start(self) -> int:
         # A [models.NAME] section that does not fit its model stops tfgate before it serves.
-        deadline = time.monotonic() + min(self.config.default_timeout, 10.0)
+        call = Call("start", "check", time.monotonic() + min(self.config.default_timeout, 10.0))
         try:
-            await self.pipelines.check(lambda m: self.catalog.metadata(Selector(m), deadline))
+            await self.inference.plans.check(lambda m: self.catalog.metadata(Selector(m), call))
         except BaseException:
             await self.upstream.close()
             raise
-        service = InferenceService(
-            self.upstream,
-            self.catalog,
-            self.config.default_timeout,
-            self.config.max_tensor_elements,
-            self.pipelines,
-        )
+        service = InferenceServicer(self.inference, self.config.default_timeout)
         self._server.add_generic_rpc_handlers((service.handler(),))
         names = [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME]
         if self.config.tf_serving_api:
-            forwarded = PassThrough(self.upstream, self.config.default_timeout)
+            forwarded = PassThrough(self.inference, self.config.default_timeout)
             self._server.add_generic_rpc_handlers(forwarded.handlers())
             names += passthrough.METHODS
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
@@ -115,13 +114,13 @@ class Gateway:
         await self.upstream.close()
 
 
-async def serve(config: Config, pipelines: Preprocessing | None = None) -> int:
+async def serve(config: Config, plans: Plans | None = None) -> int:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully; returns the exit status."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    gateway = Gateway(config, pipelines)
+    gateway = Gateway(config, plans)
     port = await gateway.start()
     host = config.listen.rsplit(":", 1)[0]
     print(f"tfgate listening on {host}:{port} (backend {config.backend})", flush=True)

@@ -14,12 +14,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from tfgate import signatures, translate
+from tfgate.calls import Call
 from tfgate.signatures import ModelMetadata
 from tfgate.tfs.tensorflow_serving.apis import get_model_metadata_pb2
 from tfgate.translate import Selector
 
 Fetch = Callable[
-    [get_model_metadata_pb2.GetModelMetadataRequest, float],
+    [get_model_metadata_pb2.GetModelMetadataRequest, Call],
     Awaitable[get_model_metadata_pb2.GetModelMetadataResponse],
 ]
 
@@ -44,14 +45,14 @@ class Catalog:
             return entry.meta
         return None
 
-    async def metadata(self, sel: Selector, deadline: float) -> ModelMetadata:
+    async def metadata(self, sel: Selector, call: Call) -> ModelMetadata:
         found = self.cached(sel)
         if found is not None:
             return found
         task = self._pending.get(sel)
         if task is None:
             # A task of its own, so that a caller who gives up does not fail the others.
-            task = asyncio.ensure_future(self._load(sel, deadline))
+            task = asyncio.ensure_future(self._load(sel, call))
             self._pending[sel] = task
             task.add_done_callback(lambda done: self._settled(sel, done))
         return await asyncio.shield(task)
@@ -61,8 +62,8 @@ class Catalog:
         if not task.cancelled():
             task.exception()  # retrieved, so a failure nobody waited for is not reported as lost
 
-    async def _load(self, sel: Selector, deadline: float) -> ModelMetadata:
-        response = await self._fetch(translate.metadata_request(sel), deadline)
+    async def _load(self, sel: Selector, call: Call) -> ModelMetadata:
+        response = await self._fetch(translate.metadata_request(sel), call)
         meta = signatures.from_metadata(response)
         expires = float("inf") if sel.version else time.monotonic() + self._ttl
         self._entries[sel] = _Entry(meta, expires)

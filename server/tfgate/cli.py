@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tfgate.service import Preprocessing
+    from tfgate.plans.plan import Plans
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,15 +50,16 @@ def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None
     return uvloop.new_event_loop
 
 
-def _pipelines(path: str | None, file_data: Mapping[str, Any]) -> Preprocessing | None:
-    """The [models.NAME] sections of the config file; without any, the preprocessing modules
-    (and their start-up time) are not even imported."""
-    if "models" not in file_data:
-        return None
-    from tfgate import pipeline_config
-    from tfgate.pipelines import Pipelines
+def _plans(path: str | None, file_data: Mapping[str, Any]) -> Plans:
+    """The plans, with the config file's [models.NAME] sections; without any, the preprocessing
+    modules (and their start-up time) are not even imported."""
+    from tfgate.plans.plan import Plans
 
-    return Pipelines(pipeline_config.load(path, file_data))
+    if "models" not in file_data:
+        return Plans()
+    from tfgate import pipeline_config
+
+    return Plans(pipeline_config.load(path, file_data))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             path,
             file_data,
         )
-        pipelines = _pipelines(path, file_data)
+        plans = _plans(path, file_data)
     except config.ConfigError as exc:
         print(f"tfgate: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -112,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         loop_factory = _loop_factory(settings.event_loop)
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(app.serve(settings, pipelines))
+            return runner.run(app.serve(settings, plans))
     except config.ConfigError as exc:  # a [models.NAME] section that does not fit its model
         print(f"tfgate: configuration error: {exc}", file=sys.stderr)
         return 2

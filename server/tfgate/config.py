@@ -23,24 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import grpc
-
-# Codes for which a second try cannot succeed: retrying them only adds load.
-NEVER_RETRY: Final = frozenset(
-    {
-        "OK",
-        "INVALID_ARGUMENT",
-        "NOT_FOUND",
-        "FAILED_PRECONDITION",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "UNAUTHENTICATED",
-        "DEADLINE_EXCEEDED",
-        "CANCELLED",
-    }
-)
+from tfgate.errors import NEVER_RETRY, Code
 
 _BOOLS: Final = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+|\*):(\d{1,5})$")
@@ -91,16 +74,16 @@ class RetryPolicy:
                 f"{self.budget_min_per_second}"
             )
         for code in self.retryable_codes:
-            if code not in grpc.StatusCode.__members__:
+            if code not in Code.__members__:
                 raise ConfigError(f"retry.retryable_codes: {code!r} is not a gRPC status code")
-            if code in NEVER_RETRY:
+            if Code[code] in NEVER_RETRY:
                 raise ConfigError(
                     f"retry.retryable_codes: {code} cannot succeed on a retry; remove it"
                 )
 
     @functools.cached_property
-    def codes(self) -> frozenset[grpc.StatusCode]:
-        return frozenset(grpc.StatusCode[c] for c in self.retryable_codes)
+    def codes(self) -> frozenset[Code]:
+        return frozenset(Code[c] for c in self.retryable_codes)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""tfgate's errors, and the one place where they become gRPC statuses.
+"""tfgate's errors, with no transport in them: each front maps them to its own statuses.
 
-Expected failures are raised as a ``GatewayError`` carrying the status code the caller gets::
+Expected failures are raised as a ``GatewayError`` carrying the ``Code`` the caller gets::
 
     GatewayError
     ├── InvalidArgument      the request is wrong; the message names the field
@@ -13,30 +13,45 @@ Expected failures are raised as a ``GatewayError`` carrying the status code the 
     ├── BadBackendAnswer     TF Serving's answer does not add up (INTERNAL)
     └── BackendError         a status TF Serving returned, mapped through BACKEND_CODES
 
-Anything else that escapes a handler is a bug: the caller gets ``INTERNAL`` with a generic
-message, and the traceback goes to the log only.
+``Code`` names gRPC's status codes (same names, same numbers) without importing grpc: the gRPC
+front (tfgate.fronts.grpc) and the HTTP front (tfgate.fronts.http.errors) each turn a code into
+their status in one table. Anything else that escapes the core is a bug: the caller gets
+``INTERNAL`` with a generic message, and the traceback goes to the log only.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import logging
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar
+import enum
+from typing import Final
 
-import grpc
-from google.protobuf.message import DecodeError, Message
 
-logger = logging.getLogger(__name__)
-access_logger = logging.getLogger("tfgate.access")
+class Code(enum.Enum):
+    """The canonical status codes (google.rpc.Code), as gRPC numbers them."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
 
 
 class GatewayError(Exception):
     """An expected failure, answered with ``code`` and ``message``."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    code: Code = Code.INTERNAL
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -44,171 +59,112 @@ class GatewayError(Exception):
 
 
 class InvalidArgument(GatewayError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    code = Code.INVALID_ARGUMENT
 
 
 class NotFound(GatewayError):
-    code = grpc.StatusCode.NOT_FOUND
+    code = Code.NOT_FOUND
 
 
 class FailedPrecondition(GatewayError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = Code.FAILED_PRECONDITION
 
 
 class ResourceExhausted(GatewayError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = Code.RESOURCE_EXHAUSTED
 
 
 class Unavailable(GatewayError):
-    code = grpc.StatusCode.UNAVAILABLE
+    code = Code.UNAVAILABLE
 
 
 class DeadlineExceeded(GatewayError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    code = Code.DEADLINE_EXCEEDED
 
 
 class Unsupported(GatewayError):
-    code = grpc.StatusCode.UNIMPLEMENTED
+    code = Code.UNIMPLEMENTED
 
 
 class BadBackendAnswer(GatewayError):
-    code = grpc.StatusCode.INTERNAL
+    code = Code.INTERNAL
 
 
 class BackendError(GatewayError):
     """A status TF Serving answered with, as the caller will see it."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, backend_code: grpc.StatusCode) -> None:
+    def __init__(self, code: Code, message: str, backend_code: Code) -> None:
         super().__init__(message)
         self.code = code
         self.backend_code = backend_code
 
 
+# The message an unexpected error is answered with, on every front.
+INTERNAL_MESSAGE: Final = "internal error in tfgate; see its log"
+
 # What each status TF Serving can return becomes for tfgate's caller. TF Serving's own codes for
 # the caller's mistakes pass through with TF Serving's message; codes that say something about the
 # deployment rather than the request (auth between tfgate and TF Serving, a broken backend) become
 # INTERNAL, since the caller can do nothing about them. tests/test_errors.py checks that every
-# grpc.StatusCode but OK has a row.
-BACKEND_CODES: Final[dict[grpc.StatusCode, grpc.StatusCode]] = {
-    grpc.StatusCode.CANCELLED: grpc.StatusCode.UNAVAILABLE,  # the backend dropped the call
-    grpc.StatusCode.UNKNOWN: grpc.StatusCode.UNKNOWN,
-    grpc.StatusCode.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    grpc.StatusCode.ALREADY_EXISTS: grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.PERMISSION_DENIED: grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
-    grpc.StatusCode.ABORTED: grpc.StatusCode.ABORTED,
-    grpc.StatusCode.OUT_OF_RANGE: grpc.StatusCode.OUT_OF_RANGE,
-    grpc.StatusCode.UNIMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
-    grpc.StatusCode.INTERNAL: grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DATA_LOSS: grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.UNAUTHENTICATED: grpc.StatusCode.INTERNAL,
+# code but OK has a row.
+BACKEND_CODES: Final[dict[Code, Code]] = {
+    Code.CANCELLED: Code.UNAVAILABLE,  # the backend dropped the call
+    Code.UNKNOWN: Code.UNKNOWN,
+    Code.INVALID_ARGUMENT: Code.INVALID_ARGUMENT,
+    Code.DEADLINE_EXCEEDED: Code.DEADLINE_EXCEEDED,
+    Code.NOT_FOUND: Code.NOT_FOUND,
+    Code.ALREADY_EXISTS: Code.INTERNAL,
+    Code.PERMISSION_DENIED: Code.INTERNAL,
+    Code.RESOURCE_EXHAUSTED: Code.RESOURCE_EXHAUSTED,
+    Code.FAILED_PRECONDITION: Code.FAILED_PRECONDITION,
+    Code.ABORTED: Code.ABORTED,
+    Code.OUT_OF_RANGE: Code.OUT_OF_RANGE,
+    Code.UNIMPLEMENTED: Code.UNIMPLEMENTED,
+    Code.INTERNAL: Code.INTERNAL,
+    Code.UNAVAILABLE: Code.UNAVAILABLE,
+    Code.DATA_LOSS: Code.INTERNAL,
+    Code.UNAUTHENTICATED: Code.INTERNAL,
 }
 
 # Codes whose message is about the request or the model and so is shown as TF Serving wrote it;
 # the rest are prefixed, so that a caller can tell the backend's failure from tfgate's.
 _VERBATIM: Final = frozenset(
+    {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.OUT_OF_RANGE}
+)
+
+# Codes for which a second try cannot succeed: retrying them only adds load.
+NEVER_RETRY: Final = frozenset(
     {
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.OUT_OF_RANGE,
+        Code.OK,
+        Code.INVALID_ARGUMENT,
+        Code.NOT_FOUND,
+        Code.FAILED_PRECONDITION,
+        Code.OUT_OF_RANGE,
+        Code.UNIMPLEMENTED,
+        Code.ALREADY_EXISTS,
+        Code.PERMISSION_DENIED,
+        Code.UNAUTHENTICATED,
+        Code.DEADLINE_EXCEEDED,
+        Code.CANCELLED,
     }
 )
 
 
-def from_backend(code: grpc.StatusCode, details: str | None) -> BackendError:
+def from_backend(code: Code, details: str | None) -> BackendError:
     """The error tfgate answers with when TF Serving's answer was ``code``/``details``."""
-    mapped = BACKEND_CODES.get(code, grpc.StatusCode.INTERNAL)
+    mapped = BACKEND_CODES.get(code, Code.INTERNAL)
     text = details or code.name
     if code not in _VERBATIM:
         text = f"TF Serving answered {code.name}: {text}"
     return BackendError(mapped, text, code)
 
 
-_Req = TypeVar("_Req")
-_Msg = TypeVar("_Msg", bound=Message)
-_Resp = TypeVar("_Resp")
-Handler = Callable[[Any, _Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[_Resp]]
-RawHandler = Callable[[Any, bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[_Resp]]
-
-
-def parser(request_type: type[_Msg]) -> Callable[[bytes], _Msg]:
-    """Parses a request of ``request_type``; garbage is INVALID_ARGUMENT, not grpc's INTERNAL."""
-    name = request_type.DESCRIPTOR.full_name
-
-    def parse(data: bytes) -> _Msg:
-        try:
-            return request_type.FromString(data)
-        except DecodeError:
-            raise InvalidArgument(f"request: not a valid {name} ({len(data)} bytes)") from None
-
-    return parse
-
-
-def _model_field(request: Any) -> str:
-    return str(getattr(request, "model", "") or "-")
-
-
-def _version_field(response: Any) -> object:
-    return getattr(response, "version", "-")
-
-
-def rpc(
-    method: str,
-    parse: Callable[[bytes], _Req],
-    model_of: Callable[[_Req], str] = _model_field,
-    version_of: Callable[[_Resp], object] = _version_field,
-) -> Callable[[Handler[_Req, _Resp]], RawHandler[_Resp]]:
-    """Wraps a servicer method: the one place where errors become statuses.
-
-    The wrapped method takes the request's bytes and ``parse`` turns them into its argument.
-    One access-log line is written per call: ``METHOD model=NAME version=V code=CODE ms=MS``,
-    with the model and version read by ``model_of`` and ``version_of``.
-    """
-
-    def decorate(fn: Handler[_Req, _Resp]) -> RawHandler[_Resp]:
-        @functools.wraps(fn)
-        async def wrapper(
-            self: Any, data: bytes, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> _Resp:
-            start = time.perf_counter()
-            code = grpc.StatusCode.OK
-            model = "-"
-            version: object = "-"
-            try:
-                request = parse(data)
-                model = model_of(request)
-                response = await fn(self, request, context)
-                version = version_of(response)
-                return response
-            except GatewayError as exc:
-                code = exc.code
-                await context.abort(exc.code, exc.message)
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except grpc.aio.AbortError:
-                raise
-            except Exception:
-                code = grpc.StatusCode.INTERNAL
-                logger.exception("%s failed", method)
-                await context.abort(code, "internal error in tfgate; see its log")
-            finally:
-                if access_logger.isEnabledFor(logging.INFO):  # else not even its arguments
-                    access_logger.info(
-                        "%s model=%s version=%s code=%s ms=%.2f",
-                        method,
-                        model,
-                        version,
-                        code.name,
-                        (time.perf_counter() - start) * 1000.0,
-                    )
-            raise AssertionError("unreachable: abort() raises")  # pragma: no cover
-
-        return wrapper
-
-    return decorate
+def code_of(exc: BaseException | None) -> Code:
+    """The code a call that ended with ``exc`` (None: it succeeded) is answered with."""
+    if exc is None:
+        return Code.OK
+    if isinstance(exc, GatewayError):
+        return exc.code
+    if isinstance(exc, asyncio.CancelledError):
+        return Code.CANCELLED
+    return Code.INTERNAL

@@ -25,6 +25,9 @@ from tfgate.v1 import inference_pb2
 
 Array = np.ndarray[Any, Any]
 Shape = tuple[int, ...]
+# An input as a front hands it over: a tfgate.v1.Tensor (gRPC, or tfgate.v1 as JSON) or an array
+# parsed from TF Serving's REST JSON.
+Given = inference_pb2.Tensor | Array
 
 # The value lists of tfgate.v1.Tensor, in field order.
 VALUE_LISTS: Final = ("floats", "doubles", "ints", "strings", "bytes_values", "bools")
@@ -85,7 +88,7 @@ def _in_place(
     return None
 
 
-def _describe(shape: Shape | None) -> str:
+def describe_shape(shape: Shape | None) -> str:
     return "unknown rank" if shape is None else "[" + ", ".join(map(str, shape)) + "]"
 
 
@@ -95,7 +98,8 @@ def check_shape(what: str, shape: Shape, spec: Shape | None) -> None:
         return
     if len(shape) != len(spec) or any(s >= 0 and s != d for d, s in zip(shape, spec, strict=True)):
         raise InvalidArgument(
-            f"{what}: shape {_describe(shape)} does not match the signature's {_describe(spec)}"
+            f"{what}: shape {describe_shape(shape)} does not match the signature's "
+            f"{describe_shape(spec)}"
         )
 
 
@@ -107,13 +111,13 @@ def _request_shape(
         return () if spec == () and count == 1 else (count,)
     shape = tuple(tensor.shape)
     if any(d < 0 for d in shape):
-        raise InvalidArgument(f"{what}: shape {_describe(shape)} has a negative dimension")
+        raise InvalidArgument(f"{what}: shape {describe_shape(shape)} has a negative dimension")
     if math.prod(d for d in shape if d) > _MAX_EXTENT:
-        raise InvalidArgument(f"{what}: shape {_describe(shape)} is too large")
+        raise InvalidArgument(f"{what}: shape {describe_shape(shape)} is too large")
     size = math.prod(shape)
     if size != count:
         raise InvalidArgument(
-            f"{what}: shape {_describe(shape)} holds {size} values, but {count} were given"
+            f"{what}: shape {describe_shape(shape)} holds {size} values, but {count} were given"
         )
     return shape
 
@@ -225,31 +229,63 @@ def from_domain(
     raise InvalidArgument(f"{what}: expects {dtype.name} ({expected}), got {chosen}")
 
 
-def from_domain_chunks(
+def encode_input(
     what: str,
-    tensor: inference_pb2.Tensor,
+    given: Given,
     dtype: DType,
     spec: Shape | None,
     packed: tuple[int, memoryview] | None = None,
-) -> list[wire.Chunk]:
-    """``to_proto_chunks(from_domain(...), dtype)``, checked alike: the serialized TensorProto
-    for the request tensor ``tensor``.
+) -> tuple[Shape, list[wire.Chunk]]:
+    """The serialized TensorProto, in chunks, for an input given as a tfgate.v1.Tensor or as an
+    array (from JSON), cast to ``dtype`` and checked against ``spec``; and its shape.
 
     float32 and float64 inputs sent in the list of their own type (floats, doubles) need no cast,
     and their TensorProto bytes are the list's packed bytes: those are written without numpy,
-    read in place when ``packed`` has them.
+    read in place when ``packed`` has them (see ``from_domain``).
     """
+    if isinstance(given, np.ndarray):
+        array = from_array(what, given, dtype, spec)
+        return array.shape, to_proto_chunks(array, dtype)
     same = _SAME_BYTES.get(dtype.enum)
     if same is not None:
-        chosen, values = _chosen_list(what, tensor)
+        chosen, values = _chosen_list(what, given)
         if chosen == same.values:
-            shape = _request_shape(what, tensor, len(values), spec)
+            shape = _request_shape(what, given, len(values), spec)
             check_shape(what, shape, spec)
             payload = _in_place(packed, same.field, len(values), same.element.itemsize)
             content = _float_bytes(values, same) if payload is None else payload
             head = _proto_head(dtype.enum, shape, len(content))
-            return [head, content] if len(content) else [head]
-    return to_proto_chunks(from_domain(what, tensor, dtype, spec, packed), dtype)
+            return shape, [head, content] if len(content) else [head]
+    array = from_domain(what, given, dtype, spec, packed)
+    return array.shape, to_proto_chunks(array, dtype)
+
+
+# What JSON values arrive as (tfgate.fronts.http): numpy's kinds, named as a caller sees them.
+_GIVEN_KIND: Final = {"b": "bools", "i": "numbers", "u": "numbers", "f": "numbers", "O": "strings"}
+
+
+def from_array(what: str, given: Array, dtype: DType, spec: Shape | None) -> Array:
+    """An input array as JSON gives it (int64, uint64, float64, bool, or bytes objects) as an
+    array of ``dtype``, validated against ``spec``: the rules of ``from_domain``."""
+    check_shape(what, given.shape, spec)
+    if dtype.kind == "unsupported":
+        raise Unsupported(f"{what}: the signature's dtype {dtype.name} cannot be fed by tfgate")
+    got = _GIVEN_KIND.get(given.dtype.kind, given.dtype.name)
+    if dtype.kind == "string" and got == "strings":
+        return given
+    if dtype.kind == "bool" and got == "bools":
+        return given
+    if dtype.kind == "int" and got == "numbers":
+        return _to_int(what, given.reshape(-1), dtype).reshape(given.shape)
+    if dtype.kind == "float" and got == "numbers":
+        return _to_float(what, given.reshape(-1), dtype).reshape(given.shape)
+    expected = {
+        "string": "strings",
+        "bool": "true or false",
+        "int": "whole numbers",
+        "float": "numbers",
+    }[dtype.kind]
+    raise InvalidArgument(f"{what}: expects {dtype.name} ({expected}), got {got}")
 
 
 def _object_array(items: Sequence[bytes], shape: Shape) -> Array:
@@ -316,7 +352,7 @@ def from_proto(what: str, proto: tensor_pb2.TensorProto) -> tuple[DType, Array]:
         if len(proto.tensor_content) != size * dtype.wire.itemsize:
             raise BadBackendAnswer(
                 f"{what}: tensor_content has {len(proto.tensor_content)} bytes, "
-                f"shape {_describe(shape)} of {dtype.name} needs {size * dtype.wire.itemsize}"
+                f"shape {describe_shape(shape)} of {dtype.name} needs {size * dtype.wire.itemsize}"
             )
         return dtype, np.frombuffer(proto.tensor_content, dtype=dtype.wire).reshape(shape)
     else:
@@ -332,7 +368,7 @@ def from_proto(what: str, proto: tensor_pb2.TensorProto) -> tuple[DType, Array]:
     count = len(values)
     if count > size:
         raise BadBackendAnswer(
-            f"{what}: {count} values for shape {_describe(shape)} of {size} elements"
+            f"{what}: {count} values for shape {describe_shape(shape)} of {size} elements"
         )
     if count < size:
         fill = values[-1] if count else (b"" if dtype.kind == "string" else 0)
@@ -433,3 +469,38 @@ def float32_to_bfloat16(values: Array) -> Array:
 def bfloat16_to_float32(bits: Array) -> Array:
     """bfloat16 bit patterns (uint16) → float32, exactly."""
     return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+class FromBackend:
+    """An output tensor as TF Serving answered it, converted only when a front asks for it, in
+    the form that front writes: tfgate.v1.Tensor wire bytes (gRPC) or an array (JSON)."""
+
+    __slots__ = ("proto",)
+
+    def __init__(self, proto: tensor_pb2.TensorProto) -> None:
+        self.proto = proto
+
+    def domain_chunks(self, what: str) -> list[wire.Chunk]:
+        return proto_to_domain_chunks(what, self.proto)
+
+    def array(self, what: str) -> tuple[DType, Array]:
+        return from_proto(what, self.proto)
+
+
+class Made:
+    """An output tensor made by tfgate (postprocessing), as an array of ``dtype``."""
+
+    __slots__ = ("dtype", "values")
+
+    def __init__(self, dtype: DType, values: Array) -> None:
+        self.dtype = dtype
+        self.values = values
+
+    def domain_chunks(self, what: str) -> list[wire.Chunk]:
+        return to_domain_chunks(what, self.values, self.dtype)
+
+    def array(self, what: str) -> tuple[DType, Array]:
+        return self.dtype, self.values
+
+
+Output = FromBackend | Made

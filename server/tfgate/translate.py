@@ -8,14 +8,13 @@ tfgate.upstream.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from google.protobuf import wrappers_pb2
 
 from tfgate import tensors, wire
-from tfgate.dtypes import DType
 from tfgate.errors import FailedPrecondition, InvalidArgument
 from tfgate.signatures import DEFAULT_SIGNATURE, SIGNATURE_DEF_FIELD, ModelMetadata, Signature
 from tfgate.tfs.tensorflow_serving.apis import (
@@ -25,6 +24,9 @@ from tfgate.tfs.tensorflow_serving.apis import (
     predict_pb2,
 )
 from tfgate.v1 import inference_pb2
+
+if TYPE_CHECKING:
+    from tfgate.domain import Answer
 
 # ModelVersionStatus.State numbers (tensorflow_serving/apis/get_model_status.proto).
 _STATES: Final = {
@@ -113,86 +115,9 @@ def check_output_filter(names: Sequence[str], outputs: Collection[str], where: s
     return wanted
 
 
-def count_values(request: inference_pb2.PredictRequest) -> int:
-    """How many values the request's input tensors carry in all."""
-    return sum(
-        len(t.floats)
-        + len(t.doubles)
-        + len(t.ints)
-        + len(t.strings)
-        + len(t.bytes_values)
-        + len(t.bools)
-        for t in request.inputs.values()
-    )
-
-
 def signature_place(signature: str, model: str, version: int) -> str:
     """How error messages name a signature of one model version."""
     return f"signature '{signature}' of model '{model}' version {version}"
-
-
-def check_value_count(request: inference_pb2.PredictRequest, max_elements: int) -> None:
-    """INVALID_ARGUMENT when the request's inputs carry more than ``max_elements`` values."""
-    # Every value takes at least a byte on the wire: a request of at most that many bytes
-    # needs no count.
-    if request.ByteSize() <= max_elements:
-        return
-    total = count_values(request)
-    if total > max_elements:
-        raise InvalidArgument(
-            f"inputs: {total} values in all, more than tfgate's max_tensor_elements "
-            f"({max_elements})"
-        )
-
-
-def predict_request(
-    request: inference_pb2.PredictRequest,
-    sel: Selector,
-    meta: ModelMetadata,
-    max_elements: int = 2**62,
-    packed: Mapping[str, tuple[int, memoryview]] | None = None,
-) -> BackendRequest:
-    """The TF Serving PredictRequest for ``request``, validated against the signature.
-
-    ``packed``: the request's float payloads as found in its bytes (tfgate.wire.packed_inputs),
-    read in place instead of copied out of the message.
-    """
-    check_value_count(request, max_elements)
-    name, signature = signature_of(meta, request.signature)
-    inputs = request.inputs
-    if len(inputs) != len(signature.inputs) or not all(k in inputs for k in signature.inputs):
-        _refuse_inputs(set(inputs), name, signature, meta)
-    if request.output_filter:
-        where = signature_place(name, meta.model, meta.version)
-        check_output_filter(request.output_filter, signature.outputs, where)
-
-    written = []
-    for key in inputs:  # a protobuf map's items() is iterated in Python, its keys in C
-        spec = signature.inputs[key]
-        chunks = tensors.from_domain_chunks(
-            f"input '{key}'",
-            inputs[key],
-            spec.dtype,
-            spec.shape,
-            packed.get(key) if packed else None,
-        )
-        written.append((key, chunks))
-    return _request(sel, name, written, request.output_filter)
-
-
-def _refuse_inputs(
-    given: set[str], name: str, signature: Signature, meta: ModelMetadata
-) -> NoReturn:
-    """INVALID_ARGUMENT for inputs that are not the signature's: an unknown one, or missing ones."""
-    where = signature_place(name, meta.model, meta.version)
-    unknown = sorted(given - set(signature.inputs))
-    if unknown:
-        raise InvalidArgument(
-            f"input '{unknown[0]}': not an input of {where} (inputs: {', '.join(signature.inputs)})"
-        )
-    missing = [k for k in signature.inputs if k not in given]
-    specs = ", ".join(f"'{k}' ({signature.inputs[k].describe()})" for k in missing)
-    raise InvalidArgument(f"inputs: missing {specs}, required by {where}")
 
 
 @dataclass(frozen=True)
@@ -215,36 +140,17 @@ def _model_spec_field(sel: Selector, signature: str) -> bytes:
 def backend_request(
     sel: Selector,
     signature: str,
-    inputs: Mapping[str, tuple[DType, tensors.Array]],
-    output_filter: Sequence[str],
-) -> BackendRequest:
-    """The TF Serving PredictRequest of arrays already in the signature's dtypes and shapes.
-
-    Written as wire bytes: each tensor's values are copied once, into the request.
-    """
-    written = [
-        (key, tensors.to_proto_chunks(array, dtype)) for key, (dtype, array) in inputs.items()
-    ]
-    return _request(sel, signature, written, output_filter)
-
-
-def _request(
-    sel: Selector,
-    signature: str,
     inputs: Iterable[tuple[str, list[wire.Chunk]]],
     output_filter: Sequence[str],
 ) -> BackendRequest:
-    """The PredictRequest of serialized TensorProtos."""
+    """The TF Serving PredictRequest of serialized TensorProtos (tfgate.tensors), written as
+    wire bytes: each tensor's values are copied once, into the request."""
     chunks: list[wire.Chunk] = [_model_spec_field(sel, signature)]
     for key, tensor in inputs:
         chunks.append(wire.map_entry_head(2, key, wire.size_of(tensor)))
         chunks += tensor
     chunks += [wire.length_delimited(3, alias.encode()) for alias in output_filter]
     return BackendRequest(b"".join(chunks), signature)
-
-
-# Turns one TF Serving output (name, dtype, array) into the domain outputs it makes.
-Outputs = Callable[[str, DType, tensors.Array], Iterable[tuple[str, DType, tensors.Array]]]
 
 
 @dataclass(frozen=True)
@@ -258,39 +164,20 @@ class EncodedResponse:
         return inference_pb2.PredictResponse.FromString(self.data)
 
 
-def predict_response(
-    response: predict_pb2.PredictResponse,
-    sel: Selector,
-    signature: str,
-    outputs: Outputs | None = None,
-) -> EncodedResponse:
-    """TF Serving's answer as a tfgate.v1.PredictResponse, through ``outputs`` if given.
-
-    Written as wire bytes, handed to gRPC as they are: large outputs never pass through Python
-    lists, and each output's values are copied once.
-    """
-    spec = response.model_spec
+def v1_response(answer: Answer) -> EncodedResponse:
+    """``answer`` as a tfgate.v1.PredictResponse, written as wire bytes and handed to gRPC as
+    they are: large outputs never pass through Python lists, and each output's values are
+    copied once."""
     chunks: list[wire.Chunk] = [
-        wire.length_delimited(1, (spec.name or sel.model).encode()),
-        wire.int64_field(2, spec.version.value),
-        wire.length_delimited(3, (spec.signature_name or signature).encode()),
+        wire.length_delimited(1, answer.model.encode()),
+        wire.int64_field(2, answer.version),
+        wire.length_delimited(3, answer.signature.encode()),
     ]
-    answered = response.outputs
-    for key in answered:  # see predict_request
-        proto = answered[key]
-        if outputs is None:
-            chunks += _output_entry(key, tensors.proto_to_domain_chunks(f"output '{key}'", proto))
-            continue
-        dtype, array = tensors.from_proto(f"output '{key}'", proto)
-        for name, made_dtype, made_array in outputs(key, dtype, array):
-            tensor = tensors.to_domain_chunks(f"output '{name}'", made_array, made_dtype)
-            chunks += _output_entry(name, tensor)
-    return EncodedResponse(b"".join(chunks), spec.version.value)
-
-
-def _output_entry(name: str, tensor: list[wire.Chunk]) -> list[wire.Chunk]:
-    """One entry of PredictResponse.outputs (field 4), a map entry of name and Tensor."""
-    return [wire.map_entry_head(4, name, wire.size_of(tensor)), *tensor]
+    for name, output in answer.outputs:
+        tensor = output.domain_chunks(f"output '{name}'")
+        chunks.append(wire.map_entry_head(4, name, wire.size_of(tensor)))
+        chunks += tensor
+    return EncodedResponse(b"".join(chunks), answer.version)
 
 
 def _tensor_spec(spec: tensors.Shape | None, dtype_name: str) -> inference_pb2.TensorSpec:

@@ -9,20 +9,19 @@ the request's first field, ModelSpec in every TF Serving request) for the access
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 import grpc
 
 from tfgate import wire
-from tfgate.errors import rpc
+from tfgate.calls import Call, Record
+from tfgate.fronts.grpc import RawHandler, rpc
+from tfgate.inference import Inference
 from tfgate.tfs.tensorflow_serving.apis import (
     model_pb2,
     model_service_pb2,
     prediction_service_pb2,
 )
-from tfgate.upstream import Upstream, deadline_of
 
 PREDICTION_SERVICE: Final = prediction_service_pb2.DESCRIPTOR.services_by_name[
     "PredictionService"
@@ -41,7 +40,8 @@ def _same(data: bytes) -> bytes:
     return data
 
 
-def _model_name(data: bytes) -> str:
+def model_name(data: bytes) -> str:
+    """The model a serialized TF Serving request names (its first field is a ModelSpec), or "-"."""
     spec = wire.find_field(data, 1)
     if spec is None:
         return "-"
@@ -51,26 +51,22 @@ def _model_name(data: bytes) -> str:
         return "-"
 
 
-def _no_version(_: bytes) -> str:
-    return "-"
-
-
 class PassThrough:
-    def __init__(self, upstream: Upstream, default_timeout: float) -> None:
-        self._upstream = upstream
+    """TF Serving's own gRPC API, forwarded through the request core."""
+
+    def __init__(self, inference: Inference, default_timeout: float) -> None:
+        self._inference = inference
         self._default_timeout = default_timeout
 
-    def _forwarder(self, path: str) -> Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Any]:
-        upstream = self._upstream
-        default_timeout = self._default_timeout
+    def _forwarder(self, path: str) -> RawHandler[bytes]:
+        inference = self._inference
 
-        @rpc(path, _same, _model_name, _no_version)
-        async def forward(
-            _: object, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> bytes:
-            return await upstream.forward(path, request, deadline_of(context, default_timeout))
+        @rpc("tfs-grpc", path, _same, self._default_timeout)
+        async def forward(request: bytes, call: Call, record: Record) -> bytes:
+            record.model = model_name(request)
+            return await inference.forward(path, request, call)
 
-        return functools.partial(forward, None)  # still a coroutine function to grpc
+        return forward
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         return [

@@ -16,15 +16,16 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError, Message
 
-from tfgate.admission import Limiter
-from tfgate.budget import budget_for
+from tfgate.backends.admission import Limiter
+from tfgate.backends.budget import budget_for
+from tfgate.calls import Call
 from tfgate.config import Config
-from tfgate.errors import BadBackendAnswer, DeadlineExceeded, Unavailable, from_backend
+from tfgate.errors import BadBackendAnswer, Code, DeadlineExceeded, Unavailable, from_backend
 from tfgate.tfs.tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -43,18 +44,15 @@ _AVAILABLE: Final = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 _PREDICT: Final = "/tensorflow.serving.PredictionService/Predict"
 
 
-def deadline_of(context: grpc.aio.ServicerContext[Any, Any], default_timeout: float) -> float:
-    """The caller's deadline as a time.monotonic() instant; ``default_timeout`` if it set none."""
-    # grpc.aio answers None when the caller set no deadline, whatever its stubs say.
-    remaining = cast(float | None, context.time_remaining())
-    return time.monotonic() + (default_timeout if remaining is None else remaining)
+def _failed(exc: grpc.aio.AioRpcError) -> Exception:
+    return from_backend(Code[exc.code().name], exc.details())
 
 
 def channel_options(config: Config) -> list[tuple[str, Any]]:
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
-        # gRPC's own transparent retries would bypass the policy in tfgate.retry.
+        # gRPC's own transparent retries would bypass the policy in tfgate.backends.retry.
         ("grpc.enable_retries", 0),
         ("grpc.keepalive_time_ms", int(config.keepalive_time * 1000)),
         ("grpc.keepalive_timeout_ms", 20_000),
@@ -92,10 +90,11 @@ class Replica:
 
 
 class Upstream:
-    """PredictionService and ModelService calls to TF Serving."""
+    """PredictionService and ModelService calls to TF Serving: a tfgate.backends.base.Backend."""
 
     def __init__(self, config: Config) -> None:
         self._policy = config.retry
+        self._retryable = frozenset(grpc.StatusCode[c] for c in config.retry.retryable_codes)
         self.budget = budget_for(config.retry)
         self.limiter = Limiter(config.max_concurrency, config.max_queue, config.max_queue_wait)
         options = channel_options(config)
@@ -119,9 +118,9 @@ class Upstream:
                 return replica
         return self.replicas[start % count]
 
-    async def predict(self, request: bytes, deadline: float) -> predict_pb2.PredictResponse:
+    async def predict(self, request: bytes, call: Call) -> predict_pb2.PredictResponse:
         """Predict with a PredictRequest already serialized (see tfgate.translate)."""
-        answer = await self.forward(_PREDICT, request, deadline)
+        answer = await self.forward(_PREDICT, request, call)
         try:
             return predict_pb2.PredictResponse.FromString(answer)
         except DecodeError:
@@ -130,18 +129,18 @@ class Upstream:
             ) from None
 
     async def get_model_metadata(
-        self, request: get_model_metadata_pb2.GetModelMetadataRequest, deadline: float
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest, call: Call
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        return await self._call(lambda r: r.prediction.GetModelMetadata, request, deadline)
+        return await self._call(lambda r: r.prediction.GetModelMetadata, request, call.deadline)
 
     async def get_model_status(
-        self, request: get_model_status_pb2.GetModelStatusRequest, deadline: float
+        self, request: get_model_status_pb2.GetModelStatusRequest, call: Call
     ) -> get_model_status_pb2.GetModelStatusResponse:
-        return await self._call(lambda r: r.models.GetModelStatus, request, deadline)
+        return await self._call(lambda r: r.models.GetModelStatus, request, call.deadline)
 
-    async def forward(self, path: str, request: bytes, deadline: float) -> bytes:
+    async def forward(self, path: str, request: bytes, call: Call) -> bytes:
         """Any TF Serving method, request and answer as serialized bytes."""
-        return await self._call(lambda r: r.raw(path), request, deadline)
+        return await self._call(lambda r: r.raw(path), request, call.deadline)
 
     async def probe(self, within: float) -> bool:
         """Whether any replica answers at all, within ``within`` seconds. No cap, no retries."""
@@ -178,10 +177,12 @@ class Upstream:
         try:
             return await self._attempt(method(self._pick()), request, deadline)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() not in self._policy.codes:
-                raise from_backend(exc.code(), exc.details()) from None
+            if exc.code() not in self._retryable:
+                raise _failed(exc) from None
             first: grpc.aio.AioRpcError | None = exc
-        from tfgate import retry  # tenacity: imported on the first failure, not at start-up
+        from tfgate.backends import (
+            retry,  # tenacity: imported on the first failure, not at start-up
+        )
 
         loop = retry.attempts(self._policy, self.budget, deadline)
         try:
@@ -200,7 +201,7 @@ class Upstream:
                     "retry budget is spent: retries may add at most "
                     f"{self._policy.budget_ratio:.0%} of recent calls while the backend fails"
                 ) from None
-            raise from_backend(exc.code(), exc.details()) from None
+            raise _failed(exc) from None
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     async def _attempt(

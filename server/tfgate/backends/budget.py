@@ -3,8 +3,9 @@
 As in Envoy's retry budgets and gRPC's retry throttling, it keeps a dead or overloaded backend
 from being hammered: over a sliding window, retries may add at most ``budget_ratio`` of the calls
 started, plus a floor of ``budget_min_per_second`` so that light traffic can still retry. When it
-is spent, calls fail at once with UNAVAILABLE and say so (tfgate.upstream). Counting every call
-is all a call that succeeds at once pays; the retry loop itself lives in tfgate.retry.
+is spent, calls fail at once with UNAVAILABLE and say so (tfgate.backends.upstream). Counting
+every call is all a call that succeeds at once pays; the retry loop itself lives in
+tfgate.backends.retry.
 """
 
 from __future__ import annotations

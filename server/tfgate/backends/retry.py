@@ -5,9 +5,9 @@ back-off would end past the caller's deadline; wait with exponential back-off an
 unless TF Serving (or a proxy in front of it) sent ``grpc-retry-pushback-ms``, which wins; retry
 only the configured codes, and only while the retry budget allows.
 
-The budget (tfgate.budget) keeps a dead or overloaded backend from being hammered. This module
-is imported on a call's first failure only (tfgate.upstream): a call that succeeds at once never
-builds a retry loop, and a start-up does not pay for importing tenacity.
+The budget (tfgate.backends.budget) keeps a dead or overloaded backend from being hammered. This
+module is imported on a call's first failure only (tfgate.backends.upstream): a call that
+succeeds at once never builds a retry loop, and a start-up does not pay for importing tenacity.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tenacity.retry import retry_base
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
-from tfgate.budget import RetryBudget
+from tfgate.backends.budget import RetryBudget
 from tfgate.config import RetryPolicy
 
 logger = logging.getLogger(__name__)
@@ -105,6 +105,11 @@ class stop_at_deadline(stop_base):
         return time.monotonic() + (retry_state.upcoming_sleep or 0.0) >= self.deadline
 
 
+def grpc_codes(policy: RetryPolicy) -> frozenset[grpc.StatusCode]:
+    """The policy's retryable codes as grpc's."""
+    return frozenset(grpc.StatusCode[c] for c in policy.retryable_codes)
+
+
 @dataclass
 class Attempts:
     """One call's retrying loop, and whether the budget cut it short."""
@@ -115,7 +120,7 @@ class Attempts:
 
 def attempts(policy: RetryPolicy, budget: RetryBudget, deadline: float) -> Attempts:
     """The retry loop for one backend call that must end by ``deadline``."""
-    predicate = retry_if_retryable(policy.codes, budget)
+    predicate = retry_if_retryable(grpc_codes(policy), budget)
     retrying = AsyncRetrying(
         stop=stop_after_attempt(policy.max_attempts) | stop_at_deadline(deadline),
         wait=wait_pushback_or(

@@ -1,0 +1,84 @@
+"""The request core: Predict, GetModel and TF Serving's own API, the same for every front.
+
+No transport here (no grpc, no HTTP): a front translates its protocol into a domain request
+(tfgate.domain) and a ``Call`` (tfgate.calls), calls ``Inference``, and translates the answer
+back. Validation, preprocessing (the request's plan, tfgate.plans.plan), the signature cache
+and the backend call (with its retries, budget, concurrency cap and deadline, behind
+tfgate.backends.base.Backend) happen here or below, once for all fronts.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from tfgate import translate
+from tfgate.backends.base import Backend
+from tfgate.calls import Call
+from tfgate.catalog import Catalog
+from tfgate.domain import Answer, Predict
+from tfgate.errors import BackendError, Code
+from tfgate.plans.plan import Plans
+from tfgate.signatures import ModelMetadata
+from tfgate.tfs.tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+)
+from tfgate.v1 import inference_pb2
+
+# TF Serving's answers that mean the cached view of a model is out of date.
+_STALE: Final = frozenset({Code.NOT_FOUND, Code.FAILED_PRECONDITION})
+
+
+class Inference:
+    def __init__(self, backend: Backend, catalog: Catalog, plans: Plans, max_elements: int) -> None:
+        self.backend = backend
+        self.catalog = catalog
+        self.plans = plans
+        self._max_elements = max_elements
+
+    async def metadata(self, sel: translate.Selector, call: Call) -> ModelMetadata:
+        """The signatures of the version ``sel`` resolves to, from the cache when fresh."""
+        return self.catalog.cached(sel) or await self.catalog.metadata(sel, call)
+
+    async def predict(self, request: Predict, call: Call) -> Answer:
+        sel = translate.selector(request.model, request.version, request.label)
+        meta = self.catalog.cached(sel) or await self.catalog.metadata(sel, call)
+        plan = self.plans.plan(meta, request.signature)
+        prepared = plan.prepare(sel, request, self._max_elements)
+        try:
+            answer = await self.backend.predict(prepared.request.data, call)
+        except BackendError as exc:
+            if exc.backend_code in _STALE:
+                self.catalog.forget(sel.model)
+            raise
+        spec = answer.model_spec
+        version = spec.version.value
+        self.catalog.answered(sel, version)
+        return Answer(
+            spec.name or sel.model,
+            version,
+            spec.signature_name or plan.signature,
+            plan.outputs(answer, prepared.wanted),
+        )
+
+    async def get_model(self, sel: translate.Selector, call: Call) -> inference_pb2.Model:
+        """Every version's state, and the signatures of the version ``sel`` resolves to."""
+        status = await self.model_status(sel.model, call)
+        meta = await self.catalog.metadata(sel, call)
+        model = translate.model_view(status, meta)
+        self.plans.describe(meta, model)
+        return model
+
+    async def model_status(
+        self, model: str, call: Call
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        return await self.backend.get_model_status(translate.status_request(model), call)
+
+    async def model_metadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest, call: Call
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        return await self.backend.get_model_metadata(request, call)
+
+    async def forward(self, path: str, request: bytes, call: Call) -> bytes:
+        """A TF Serving method called as it is (TF Serving's own API through tfgate)."""
+        return await self.backend.forward(path, request, call)
