@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tfgate.model_server.tensors import TensorError, dtype_enum, fill_proto, to_ndarray
 from tfgate.tfs.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tfgate_model_server.tensors import TensorError, dtype_enum, fill_proto, to_ndarray
 
 
 def encode(array: Any, *, as_content: bool) -> Any:

@@ -15,11 +15,11 @@ import numpy as np
 import numpy.typing as npt
 from tensorflow_serving.apis import classification_pb2, regression_pb2
 
-from tfgate.model_server.errors import InvalidArgument
-from tfgate.model_server.manager import ServableManager
-from tfgate.model_server.predict import DEFAULT_SIGNATURE, make_model_spec
-from tfgate.model_server.servable import Feed, Servable
-from tfgate.model_server.tensors import dtype_enum, dtype_name
+from tfgate_model_server.errors import InvalidArgument
+from tfgate_model_server.manager import ServableManager
+from tfgate_model_server.predict import DEFAULT_SIGNATURE, make_model_spec
+from tfgate_model_server.servable import Feed, Servable
+from tfgate_model_server.tensors import dtype_enum, dtype_name
 
 CLASSIFY_INPUTS = "inputs"
 CLASSIFY_CLASSES = "classes"
