@@ -25,7 +25,7 @@ MODEL_SERVER = SERVER / "tfgate_model_server"
 MODEL_SERVER_PACKAGE = "tfgate_model_server"
 GENERATED = ("tfgate.tfs", "tfgate.v1")
 # What the model server takes from tfgate: pure modules that import no protos.
-SHARED = {"tfgate.wire"}
+SHARED = {"tfgate.dtypes", "tfgate.wire"}
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ tfgate_model_server`` runs it.
 This process uses the official ``tensorflow_serving`` protos and must never import tfgate's
 generated copies of them (``tfgate.tfs``, ``tfgate.v1``) nor anything that does: both register
 the same message names in protobuf's default pool. From tfgate it takes only pure modules that
-import no protos: ``tfgate.wire`` (varints).
+import no protos: ``tfgate.wire`` (varints) and ``tfgate.dtypes`` (the DataType table).
 
 Modules, from the pure core to the edges:
 
