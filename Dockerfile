@@ -1,13 +1,14 @@
 # tfgate's production image: the gateway and its runtime dependencies, no TensorFlow.
 # TF Serving runs in its own container (docker-compose.yml).
 
-# Build stage: a wheel from the hand-written code (server/) and the generated stubs (gen/).
+# Build stage: a wheel from the hand-written code (server/tfgate/) and the generated stubs (gen/).
+# The local model server (server/tfgate_model_server/) is not copied: it is TensorFlow's side.
 FROM python:3.11-slim AS build
 WORKDIR /src
 RUN pip install --no-cache-dir --disable-pip-version-check build
 COPY pyproject.toml README.md ./
 COPY requirements/ requirements/
-COPY server/ server/
+COPY server/tfgate/ server/tfgate/
 COPY gen/ gen/
 RUN python -m build --wheel --outdir /dist
 

@@ -11,7 +11,8 @@ TFS_PIN := requirements/tfserving.txt
 all: test
 
 # The venv carries the gateway, the dev tools and the [local] extra (TensorFlow + the official
-# TF Serving API), which the local model server and the wire-compatibility tests need.
+# TF Serving API), which the local model server (server/tfgate_model_server, importable through
+# the editable install, never in the wheel) and the wire-compatibility tests need.
 # tfgate's own sources are compiled to bytecode, as a wheel install does, so that no start pays
 # for it where Python runs with PYTHONDONTWRITEBYTECODE.
 $(STAMP): pyproject.toml requirements/runtime.txt requirements/dev.txt $(TFS_PIN)
@@ -38,7 +39,7 @@ check-gen: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check server tests scripts
 	$(VENV)/bin/ruff format --check server tests scripts
-	$(VENV)/bin/mypy -p tfgate -p tfgate.v1 -p tfgate.tfs
+	$(VENV)/bin/mypy -p tfgate -p tfgate.v1 -p tfgate.tfs -p tfgate_model_server
 	$(VENV)/bin/mypy tests scripts
 	$(PY) scripts/buf.py lint
 

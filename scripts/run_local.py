@@ -102,7 +102,7 @@ class Stack:
 def start_model_server(stack: Stack) -> str:
     port = choose_port(MODEL_SERVER_PORT)
     command = [
-        sys.executable, "-m", "tfgate.model_server",
+        sys.executable, "-m", "tfgate_model_server",
         "--model-config", str(MODEL_CONFIG), "--host", HOST, "--port", str(port),
     ]  # fmt: skip
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}

@@ -39,7 +39,7 @@ def require_tensorflow() -> None:
 
 
 def model_server_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tfgate.model_server", *args]
+    return [sys.executable, "-m", "tfgate_model_server", *args]
 
 
 def run_model_server(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

@@ -128,6 +128,25 @@ def test_dockerfile_runs_tfgate_without_tensorflow() -> None:
     assert "[local]" not in dockerfile
 
 
+def test_the_image_gets_nothing_of_the_local_model_server() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    sources = [
+        source
+        for line in dockerfile.splitlines()
+        if line.startswith("COPY ") and "--from=" not in line
+        for source in line.split()[1:-1]
+    ]
+    assert "server/tfgate/" in sources
+    assert not [s for s in sources if s.rstrip("/") == "server" or "model_server" in s]
+    # The build context holds the gateway's half of server/ only.
+    admitted = [
+        line[1:].strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
+    assert [a for a in admitted if a.startswith("server")] == ["server/tfgate/"]
+
+
 def test_docker_compose_can_parse_it() -> None:
     tool = shutil.which("docker-compose")
     if tool is None:

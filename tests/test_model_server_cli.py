@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -33,6 +35,41 @@ def test_help_is_fast_and_names_the_flags() -> None:
     for flag in ("--model-config", "--models-root", "--port", "--host"):
         assert flag in result.stdout
     assert "--enable-serialization-as-tensor-content" in result.stdout
+
+
+def test_tfgate_model_server_hands_over_to_the_package() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tfgate", "model-server", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: tfgate model-server")
+    assert "--model-config" in result.stdout
+
+
+# A module set to None in sys.modules is one importlib cannot find, as if not installed.
+@pytest.mark.parametrize("missing", ["tfgate_model_server", "tensorflow", "tensorflow_serving"])
+def test_tfgate_model_server_without_the_package_or_tensorflow(missing: str) -> None:
+    probe = (
+        f"import sys; sys.modules[{missing!r}] = None; from tfgate.cli import main; "
+        "sys.exit(main(['model-server', '--help']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert f"tfgate: model-server needs {missing}:" in result.stderr
+    assert "pip install -e '.[local]'" in result.stderr
 
 
 def write_config(tmp_path: Path, base_path: str = "/models/half_plus_two", extra: str = "") -> Path:

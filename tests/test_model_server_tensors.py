@@ -7,8 +7,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tfgate.model_server.tensors import TensorError, dtype_enum, fill_proto, to_ndarray
+from tfgate import dtypes
 from tfgate.tfs.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tfgate_model_server.tensors import (
+    TensorError,
+    dtype_enum,
+    dtype_name,
+    fill_proto,
+    to_ndarray,
+)
 
 
 def encode(array: Any, *, as_content: bool) -> Any:
@@ -77,6 +84,31 @@ def test_string_tensor_content_is_length_prefixed() -> None:
     assert long.tensor_content == b"\xac\x02\x00" + b"x" * 300
 
 
+def test_bfloat16_round_trip() -> None:
+    import ml_dtypes  # TensorFlow's bfloat16; comes with it
+
+    array = np.array([1.5, -2.0], dtype=ml_dtypes.bfloat16)
+    for as_content in (False, True):
+        proto = encode(array, as_content=as_content)
+        assert proto.dtype == types_pb2.DT_BFLOAT16
+        decoded = to_ndarray(proto)
+        assert decoded.dtype == array.dtype
+        assert decoded.astype(np.float32).tolist() == [1.5, -2.0]
+    # In half_val, the 16-bit patterns: 1.5 is 0x3FC0 in bfloat16.
+    assert encode(array, as_content=False).half_val[0] == 0x3FC0
+
+
+@pytest.mark.parametrize("enum", [d.enum for d in dtypes.ALL])
+def test_dtype_names_are_tensorflows(enum: int) -> None:
+    # DataTypeString() is the enum's name, lower case, without DT_ (DT_FLOAT: "float").
+    expected = types_pb2.DataType.Name(enum).removeprefix("DT_").lower()  # type: ignore[arg-type]
+    assert dtype_name(enum) == expected
+
+
+def test_dtype_name_of_an_unknown_enum() -> None:
+    assert dtype_name(99) == "unknown dtype enum (99)"
+
+
 def proto_of(dtype: types_pb2.DataType.ValueType, shape: list[int], **fields: Any) -> Any:
     proto = tensor_pb2.TensorProto(dtype=dtype, **fields)
     for size in shape:
@@ -120,6 +152,28 @@ def test_int_val_narrows_like_a_cast() -> None:
 def test_invalid_tensors(proto: Any) -> None:
     with pytest.raises(TensorError):
         to_ndarray(proto)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x80",  # the length's varint ends with the bytes
+        b"\x81\x80\x80\x80\x80\x00x",  # 1, but in 6 bytes: a varint32 takes at most 5
+        b"\x80\x80\x80\x80\x10",  # 2**32: past 32 bits
+        b"\x02a",  # one byte short of the length
+        b"\x01ab",  # one byte too many
+    ],
+    ids=["truncated", "six-bytes", "2**32", "short", "long"],
+)
+def test_string_lengths_are_varint32s(content: bytes) -> None:
+    with pytest.raises(TensorError, match="malformed string tensor_content"):
+        to_ndarray(proto_of(types_pb2.DT_STRING, [1], tensor_content=content))
+
+
+def test_string_lengths_in_five_bytes() -> None:
+    # 1 in five bytes is still a varint32, as GetVarint32 reads it.
+    proto = proto_of(types_pb2.DT_STRING, [1], tensor_content=b"\x81\x80\x80\x80\x00x")
+    assert to_ndarray(proto).tolist() == [b"x"]
 
 
 def test_dtype_enum() -> None:

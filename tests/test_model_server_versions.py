@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tfgate.model_server.versions import (
+from tfgate_model_server.versions import (
     All,
     Latest,
     Specific,

@@ -65,8 +65,20 @@ def _plans(path: str | None, file_data: Mapping[str, Any]) -> Plans:
 def main(argv: Sequence[str] | None = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
     if args_in[:1] == ["model-server"]:
-        # Imports TensorFlow and the official TF Serving API: never beside tfgate's own stubs.
-        from tfgate.model_server.cli import main as model_server_main
+        # A package of its own (source checkouts only, not in tfgate's wheel) that imports
+        # TensorFlow and the official TF Serving API: never beside tfgate's own stubs.
+        import importlib.util
+
+        needed = ("tfgate_model_server", "tensorflow", "tensorflow_serving")
+        missing = [name for name in needed if importlib.util.find_spec(name) is None]
+        if missing:
+            print(
+                f"tfgate: model-server needs {', '.join(missing)}: run it from a source "
+                "checkout installed with pip install -e '.[local]'",
+                file=sys.stderr,
+            )
+            return 2
+        from tfgate_model_server.cli import main as model_server_main
 
         return int(model_server_main(args_in[1:]))
 

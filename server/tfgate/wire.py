@@ -115,7 +115,11 @@ def packed_varints(field: int, values: np.ndarray[Any, Any]) -> bytes:
     return length_delimited(field, encode_varints(values))
 
 
-def _read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
+def read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """The unsigned varint (up to 64 bits) at ``pos``, and the position after it.
+
+    Raises ValueError when the bytes end first.
+    """
     value = shift = 0
     while True:
         if pos >= len(data) or shift > 63:
@@ -137,17 +141,17 @@ def fields(data: bytes | memoryview) -> Iterator[tuple[int, memoryview | None]]:
     view = memoryview(data).cast("B")
     pos = 0
     while pos < len(view):
-        key, pos = _read_varint(view, pos)
+        key, pos = read_varint(view, pos)
         number, kind = key >> 3, key & 7
         if kind == _LEN:
-            size, pos = _read_varint(view, pos)
+            size, pos = read_varint(view, pos)
             if pos + size > len(view):
                 raise ValueError("truncated field")
             yield number, view[pos : pos + size]
             pos += size
             continue
         if kind == 0:
-            _, pos = _read_varint(view, pos)
+            _, pos = read_varint(view, pos)
         elif kind == 1:
             pos += 8
         elif kind == 5:

@@ -21,9 +21,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from tfgate.model_server import examples, metadata, predict
-from tfgate.model_server.errors import ServingError, Unimplemented
-from tfgate.model_server.manager import ServableManager
+from tfgate_model_server import examples, metadata, predict
+from tfgate_model_server.errors import ServingError, Unimplemented
+from tfgate_model_server.manager import ServableManager
 
 logger = logging.getLogger(__name__)
 

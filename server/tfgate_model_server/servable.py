@@ -18,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 
-from tfgate.model_server.errors import InvalidArgument, ServingError, StartupError
-from tfgate.model_server.tensors import dtype_name
+from tfgate_model_server.errors import InvalidArgument, ServingError, StartupError
+from tfgate_model_server.tensors import dtype_name
 
 logger = logging.getLogger(__name__)
 

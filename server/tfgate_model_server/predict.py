@@ -8,10 +8,10 @@ from typing import Any
 
 from tensorflow_serving.apis import predict_pb2
 
-from tfgate.model_server.errors import FailedPrecondition, InvalidArgument
-from tfgate.model_server.manager import ServableManager
-from tfgate.model_server.servable import Feed, Servable
-from tfgate.model_server.tensors import TensorError, fill_proto, to_ndarray
+from tfgate_model_server.errors import FailedPrecondition, InvalidArgument
+from tfgate_model_server.manager import ServableManager
+from tfgate_model_server.servable import Feed, Servable
+from tfgate_model_server.tensors import TensorError, fill_proto, to_ndarray
 
 DEFAULT_SIGNATURE = "serving_default"
 

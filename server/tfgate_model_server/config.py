@@ -17,8 +17,8 @@ from typing import Any
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from tfgate.model_server.errors import StartupError
-from tfgate.model_server.versions import (
+from tfgate_model_server.errors import StartupError
+from tfgate_model_server.versions import (
     All,
     Latest,
     Specific,

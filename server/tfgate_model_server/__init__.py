@@ -3,12 +3,17 @@
 It speaks TF Serving's gRPC API (``tensorflow.serving.PredictionService`` and
 ``ModelService.GetModelStatus``) and reads TF Serving's model config file, so that a machine
 without Docker or a TF Serving binary can run the gateway against real models. It needs the
-``local`` extra (TensorFlow and the official ``tensorflow-serving-api``); the gateway never
-imports it.
+``local`` extra (TensorFlow and the official ``tensorflow-serving-api``).
+
+A package of its own beside ``tfgate``: tfgate's wheel and image leave it out, and the gateway
+never imports it (``tfgate model-server`` only hands its arguments over). It lives in source
+checkouts, where ``pip install -e '.[local]'`` puts it on the path; ``python -m
+tfgate_model_server`` runs it.
 
 This process uses the official ``tensorflow_serving`` protos and must never import tfgate's
-generated copies of them (``tfgate.tfs``) nor anything that does: both register the same
-message names in protobuf's default pool.
+generated copies of them (``tfgate.tfs``, ``tfgate.v1``) nor anything that does: both register
+the same message names in protobuf's default pool. From tfgate it takes only pure modules that
+import no protos: ``tfgate.wire`` (varints) and ``tfgate.dtypes`` (the DataType table).
 
 Modules, from the pure core to the edges:
 
@@ -20,5 +25,5 @@ Modules, from the pure core to the edges:
 - ``manager``: every loaded version, and the ModelSpec -> version resolution.
 - ``predict``, ``examples``, ``metadata``: the RPCs' logic.
 - ``service``: the gRPC servicers and server.
-- ``cli``: ``tfgate model-server`` and its lifecycle.
+- ``cli``: ``python -m tfgate_model_server`` (``tfgate model-server``) and its lifecycle.
 """

@@ -11,8 +11,8 @@ from typing import Any
 
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
-from tfgate.model_server.errors import InvalidArgument
-from tfgate.model_server.manager import ServableManager
+from tfgate_model_server.errors import InvalidArgument
+from tfgate_model_server.manager import ServableManager
 
 SIGNATURE_DEF = "signature_def"
 

@@ -84,13 +84,11 @@ def main(argv: list[str]) -> int:
 
 def _serve(args: argparse.Namespace, stop: threading.Event) -> int:
     try:
-        from tfgate.model_server.config import load_model_config, plan_versions
+        from tfgate_model_server.config import load_model_config, plan_versions
     except ModuleNotFoundError as exc:
-        logger.error(
-            "%s: the model server needs the local extra (pip install 'tfgate[local]')", exc
-        )
+        logger.error("%s: the model server needs the local extra (pip install -e '.[local]')", exc)
         return 1
-    from tfgate.model_server.errors import StartupError
+    from tfgate_model_server.errors import StartupError
 
     try:
         models = load_model_config(args.model_config, args.models_root)
@@ -100,8 +98,8 @@ def _serve(args: argparse.Namespace, stop: threading.Event) -> int:
         return 1
 
     # Imported only now: TensorFlow takes seconds to import, and a bad config should not wait.
-    from tfgate.model_server.manager import ServableManager
-    from tfgate.model_server.service import build_server
+    from tfgate_model_server.manager import ServableManager
+    from tfgate_model_server.service import build_server
 
     try:
         manager = ServableManager.load(models, plan)

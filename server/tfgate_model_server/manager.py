@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tfgate.model_server.config import ModelConfig
-from tfgate.model_server.errors import InvalidArgument, NotFound
-from tfgate.model_server.servable import Servable
+from tfgate_model_server.config import ModelConfig
+from tfgate_model_server.errors import InvalidArgument, NotFound
+from tfgate_model_server.servable import Servable
 
 logger = logging.getLogger(__name__)
 

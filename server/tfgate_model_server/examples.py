@@ -15,11 +15,12 @@ import numpy as np
 import numpy.typing as npt
 from tensorflow_serving.apis import classification_pb2, regression_pb2
 
-from tfgate.model_server.errors import InvalidArgument
-from tfgate.model_server.manager import ServableManager
-from tfgate.model_server.predict import DEFAULT_SIGNATURE, make_model_spec
-from tfgate.model_server.servable import Feed, Servable
-from tfgate.model_server.tensors import dtype_enum, dtype_name
+from tfgate import dtypes
+from tfgate_model_server.errors import InvalidArgument
+from tfgate_model_server.manager import ServableManager
+from tfgate_model_server.predict import DEFAULT_SIGNATURE, make_model_spec
+from tfgate_model_server.servable import Feed, Servable
+from tfgate_model_server.tensors import dtype_enum, dtype_name
 
 CLASSIFY_INPUTS = "inputs"
 CLASSIFY_CLASSES = "classes"
@@ -27,7 +28,8 @@ CLASSIFY_SCORES = "scores"
 REGRESS_INPUTS = "inputs"
 REGRESS_OUTPUTS = "outputs"
 
-_DT_FLOAT, _DT_STRING = 1, 7
+_DT_FLOAT = dtypes.BY_NAME["float32"].enum
+_DT_STRING = dtypes.BY_NAME["string"].enum
 
 
 def classify(manager: ServableManager, request: Any, *, timeout: float | None = None) -> Any:

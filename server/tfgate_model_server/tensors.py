@@ -13,13 +13,13 @@ default) or ``Tensor::AsProtoTensorContent`` (``--enable_serialization_as_tensor
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from tfgate import wire
+from tfgate import dtypes, wire
+from tfgate.dtypes import DType
 
 TensorProto = Any  # a generated tensorflow.TensorProto; it ships without type stubs
 
@@ -28,42 +28,20 @@ class TensorError(ValueError):
     """The proto does not describe a valid tensor (TF: "tensor parsing error")."""
 
 
-@dataclass(frozen=True)
-class _DType:
-    enum: int
-    name: str  # DataTypeString(), used in TensorFlow's error messages
-    field: str  # the TensorProto field of AsProtoField
-    numpy: str  # numpy dtype name; "object" holds bytes
-
-
-# tensorflow/core/framework/types.proto. Quantized, resource and variant types are not
-# supported: no SavedModel signature the gateway serves uses them.
-_DTYPES = [
-    _DType(1, "float", "float_val", "float32"),
-    _DType(2, "double", "double_val", "float64"),
-    _DType(3, "int32", "int_val", "int32"),
-    _DType(4, "uint8", "int_val", "uint8"),
-    _DType(5, "int16", "int_val", "int16"),
-    _DType(6, "int8", "int_val", "int8"),
-    _DType(7, "string", "string_val", "object"),
-    _DType(8, "complex64", "scomplex_val", "complex64"),
-    _DType(9, "int64", "int64_val", "int64"),
-    _DType(10, "bool", "bool_val", "bool"),
-    _DType(14, "bfloat16", "half_val", "bfloat16"),
-    _DType(17, "uint16", "int_val", "uint16"),
-    _DType(18, "complex128", "dcomplex_val", "complex128"),
-    _DType(19, "half", "half_val", "float16"),
-    _DType(22, "uint32", "uint32_val", "uint32"),
-    _DType(23, "uint64", "uint64_val", "uint64"),
-]
-_BY_ENUM = {d.enum: d for d in _DTYPES}
-_BY_NUMPY = {d.numpy: d for d in _DTYPES}
+# tfgate.dtypes holds TensorFlow's DataType table; its names are numpy's, which differ from
+# TensorFlow's own DataTypeString() for these three.
+_TF_NAMES = {"float32": "float", "float64": "double", "float16": "half"}
+# Every DataType with a *_val field. Quantized, resource and variant types have none, and no
+# SavedModel signature the gateway serves uses them.
+_SUPPORTED = [d for d in dtypes.ALL if d.val_field is not None]
+_BY_ENUM = {d.enum: d for d in _SUPPORTED}
+_BY_NAME = {d.name: d for d in _SUPPORTED}
 
 
 def dtype_name(enum: int) -> str:
     """TensorFlow's name for a DataType enum value, as in its error messages."""
-    known = _BY_ENUM.get(enum)
-    return known.name if known else f"unknown dtype enum ({enum})"
+    known = dtypes.BY_ENUM.get(enum)
+    return _TF_NAMES.get(known.name, known.name) if known else f"unknown dtype enum ({enum})"
 
 
 def dtype_enum(array: npt.NDArray[Any]) -> int:
@@ -71,18 +49,27 @@ def dtype_enum(array: npt.NDArray[Any]) -> int:
     return _dtype_of(array).enum
 
 
-def _numpy_dtype(dtype: _DType) -> np.dtype[Any]:
-    if dtype.numpy == "bfloat16":
+def _numpy_dtype(dtype: DType) -> np.dtype[Any]:
+    # TensorFlow runs real bfloat16s and complex numbers, so their numpy dtypes are not
+    # tfgate.dtypes' wire layouts (bfloat16 bit patterns as uint16, complex not carried).
+    if dtype.kind == "string":
+        return np.dtype(object)
+    if dtype.is_bfloat16:
         import ml_dtypes  # comes with TensorFlow; only bfloat16 tensors need it
 
         bfloat16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
         return bfloat16
-    return np.dtype(dtype.numpy)
+    return np.dtype(dtype.name)
 
 
-def _dtype_of(array: npt.NDArray[Any]) -> _DType:
-    name = "object" if array.dtype.kind in "OSU" else array.dtype.name
-    known = _BY_NUMPY.get(name)
+def _val_field(dtype: DType) -> str:
+    assert dtype.val_field is not None  # every dtype in _SUPPORTED has one
+    return dtype.val_field
+
+
+def _dtype_of(array: npt.NDArray[Any]) -> DType:
+    name = "string" if array.dtype.kind in "OSU" else array.dtype.name
+    known = _BY_NAME.get(name)
     if known is None:
         raise TensorError(f"unsupported numpy dtype {array.dtype}")
     return known
@@ -107,7 +94,7 @@ def to_ndarray(proto: TensorProto) -> npt.NDArray[Any]:
     count = math.prod(shape)
     np_dtype = _numpy_dtype(dtype)
     if proto.tensor_content:
-        if dtype.enum == 7:
+        if dtype.kind == "string":
             flat = _decode_string_list(bytes(proto.tensor_content), count)
         else:
             content = bytes(proto.tensor_content)
@@ -124,18 +111,19 @@ def to_ndarray(proto: TensorProto) -> npt.NDArray[Any]:
 
 
 def _from_values(
-    dtype: _DType, np_dtype: np.dtype[Any], proto: TensorProto, count: int
+    dtype: DType, np_dtype: np.dtype[Any], proto: TensorProto, count: int
 ) -> npt.NDArray[Any]:
-    raw = list(getattr(proto, dtype.field))
-    if dtype.field == "half_val":
+    field = _val_field(dtype)
+    raw = list(getattr(proto, field))
+    if field == "half_val":
         values: npt.NDArray[Any] = np.array(raw, dtype=np.uint16).view(np_dtype)
-    elif dtype.field in ("scomplex_val", "dcomplex_val"):
+    elif field in ("scomplex_val", "dcomplex_val"):
         pairs = np.array(raw[: len(raw) // 2 * 2], dtype=np.float64).reshape(-1, 2)
         values = (pairs[:, 0] + 1j * pairs[:, 1]).astype(np_dtype)
-    elif dtype.enum == 7:
+    elif dtype.kind == "string":
         values = np.empty(len(raw), dtype=object)
         values[:] = [bytes(v) for v in raw]
-    elif dtype.field == "int_val":
+    elif field == "int_val":
         # int_val holds int32s; narrower types take their low bits, as a C++ cast does.
         values = np.array(raw, dtype=np.int64).astype(np_dtype)
     else:
@@ -144,7 +132,7 @@ def _from_values(
     if count == 0:
         return values[:0]
     if len(values) == 0:
-        if dtype.enum == 7:
+        if dtype.kind == "string":
             filled = np.empty(count, dtype=object)
             filled[:] = [b""] * count
             return filled
@@ -158,11 +146,12 @@ def _from_values(
 def fill_proto(array: npt.NDArray[Any], proto: TensorProto, *, as_content: bool) -> None:
     """Encodes ``array`` into an empty ``proto``: ``*_val`` fields, or ``tensor_content``."""
     dtype = _dtype_of(array)
+    field = _val_field(dtype)
     proto.dtype = dtype.enum
     for size in array.shape:
         proto.tensor_shape.dim.add().size = size
     flat = array.reshape(-1)
-    if dtype.enum == 7:
+    if dtype.kind == "string":
         strings = [v if isinstance(v, bytes) else str(v).encode() for v in flat.tolist()]
         if as_content:
             proto.tensor_content = _encode_string_list(strings)
@@ -170,13 +159,13 @@ def fill_proto(array: npt.NDArray[Any], proto: TensorProto, *, as_content: bool)
             proto.string_val.extend(strings)
     elif as_content:
         proto.tensor_content = flat.tobytes()
-    elif dtype.field == "half_val":
+    elif field == "half_val":
         proto.half_val.extend(flat.view(np.uint16).astype(np.int32).tolist())
-    elif dtype.field in ("scomplex_val", "dcomplex_val"):
+    elif field in ("scomplex_val", "dcomplex_val"):
         pairs = np.stack([flat.real, flat.imag], axis=-1).reshape(-1)
-        getattr(proto, dtype.field).extend(pairs.tolist())
+        getattr(proto, field).extend(pairs.tolist())
     else:
-        getattr(proto, dtype.field).extend(flat.tolist())
+        getattr(proto, field).extend(flat.tolist())
 
 
 # DT_STRING in tensor_content (port::EncodeStringList): the varint32 length of every
@@ -191,16 +180,7 @@ def _decode_string_list(data: bytes, count: int) -> npt.NDArray[Any]:
     lengths = []
     pos = 0
     for _ in range(count):
-        n = shift = 0
-        while True:
-            if pos >= len(data) or shift > 28:
-                raise TensorError("malformed string tensor_content")
-            byte = data[pos]
-            pos += 1
-            n |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                break
+        n, pos = _read_length(data, pos)
         lengths.append(n)
     if pos + sum(lengths) != len(data):
         raise TensorError("malformed string tensor_content")
@@ -209,3 +189,18 @@ def _decode_string_list(data: bytes, count: int) -> npt.NDArray[Any]:
         out[i] = data[pos : pos + n]
         pos += n
     return out
+
+
+def _read_length(data: bytes, pos: int) -> tuple[int, int]:
+    """One element's length and the position after it.
+
+    TensorFlow reads the lengths as varint32s (GetVarint32): at most 5 bytes, below 2**32.
+    tfgate.wire reads 64-bit varints, so a longer or larger length is refused here.
+    """
+    try:
+        n, end = wire.read_varint(data, pos)
+    except ValueError:
+        raise TensorError("malformed string tensor_content") from None
+    if end - pos > 5 or n >= 1 << 32:
+        raise TensorError("malformed string tensor_content")
+    return n, end

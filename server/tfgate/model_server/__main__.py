@@ -1,7 +1,0 @@
-"""``python -m tfgate.model_server``: the same as ``tfgate model-server``."""
-
-import sys
-
-from tfgate.model_server.cli import main
-
-sys.exit(main(sys.argv[1:]))
