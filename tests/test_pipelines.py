@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfgate import dtypes, pipeline_config
+from tfgate import dtypes
 from tfgate.errors import FailedPrecondition, InvalidArgument
 from tfgate.pipelines import BindError, Pipelines, bind
+from tfgate.plans import config as pipeline_config
 from tfgate.signatures import ModelMetadata, Signature, TensorSpec
 from tfgate.v1 import inference_pb2
 

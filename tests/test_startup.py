@@ -12,9 +12,15 @@ from tfgate import cli
 _LAZY = (
     "tenacity",
     "tfgate.retry",
-    "tfgate.preprocess",
     "tfgate.pipelines",
-    "tfgate.pipeline_config",
+    "tfgate.plans.arguments",
+    "tfgate.plans.config",
+    "tfgate.plans.steps",
+    "tfgate.plans.steps.base",
+    "tfgate.plans.steps.labels",
+    "tfgate.plans.steps.numeric",
+    "tfgate.plans.steps.shape",
+    "tfgate.plans.steps.text",
 )
 
 

@@ -55,8 +55,8 @@ def _pipelines(path: str | None, file_data: Mapping[str, Any]) -> Preprocessing 
     (and their start-up time) are not even imported."""
     if "models" not in file_data:
         return None
-    from tfgate import pipeline_config
     from tfgate.pipelines import Pipelines
+    from tfgate.plans import config as pipeline_config
 
     return Pipelines(pipeline_config.load(path, file_data))
 

@@ -20,11 +20,12 @@ from typing import Any, Final, cast
 
 import numpy as np
 
-from tfgate import dtypes, preprocess, tensors, translate
+from tfgate import dtypes, tensors, translate
 from tfgate.dtypes import DType
 from tfgate.errors import FailedPrecondition, GatewayError, InvalidArgument
-from tfgate.pipeline_config import ModelSection, OutputSection, PipelineConfigError
-from tfgate.preprocess import Array, Kind, Labels, Lookup, Pad, Step, Template, describe
+from tfgate.plans import steps as preprocess
+from tfgate.plans.config import ModelSection, OutputSection, PipelineConfigError
+from tfgate.plans.steps import Array, Kind, Labels, Lookup, Pad, Step, Template, describe
 from tfgate.signatures import DEFAULT_SIGNATURE, ModelMetadata, Signature, TensorSpec
 from tfgate.v1 import inference_pb2
 
