@@ -122,6 +122,10 @@ steps = [{ op = "scale", factor = [1, 2] }, { op = "cast", dtype = "float64" }]
         ("[models.m.inputs.x]\nalias = 3\n", "input 'x': 'alias' must be a string, got 3"),
         ("[models.m.inputs.x]\nsteps = [{ name = 'pad' }]\n", "step 1: needs 'op'"),
         (
+            "[models.m.inputs.x]\nsteps = [{ op = ['lowercase'] }]\n",
+            "input 'x', step 1: needs 'op', the step's name, got ['lowercase']",
+        ),
+        (
             "[models.m.inputs.x]\nsteps = [{ op = 'stem' }]\n",
             "input 'x', step 1: unknown step 'stem' (steps: cast, clip, expand, lookup,",
         ),

@@ -130,8 +130,11 @@ def _input(name: str, table: Mapping[str, object], where: str, base: Path) -> In
     alias = p.string("alias", name)
     raw_steps = p.raw("steps", [])
     listed = raw_steps if isinstance(raw_steps, list) else []
-    named = {s.get("op") for s in listed if isinstance(s, dict)}
-    reads_text = any(REGISTRY[op].reads_text for op in named if op in INPUT_STEPS)
+    named = [s.get("op") for s in listed if isinstance(s, dict)]
+    # An op that is not a step's name is reported by _steps, in order.
+    reads_text = any(
+        isinstance(op, str) and op in INPUT_STEPS and REGISTRY[op].reads_text for op in named
+    )
     source: Kind = "text" if reads_text else "number"
     built = list(_steps(raw_steps, where, base, INPUT_STEPS, source))
     if built and built[-1][0] in ("tokens", "ids"):
