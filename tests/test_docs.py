@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tfgate import pipeline_config
 from tfgate.config import Config, RetryPolicy
+from tfgate.plans.steps import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -138,4 +138,4 @@ def test_every_setting_is_in_configuration_md() -> None:
 def test_every_step_is_in_preprocessing_md() -> None:
     text = (DOCS / "preprocessing.md").read_text(encoding="utf-8")
     documented = {_CODE.findall(row[0])[0].strip("`") for row in table_rows(text, "| `op` |")}
-    assert documented == set(pipeline_config.STEPS)
+    assert documented == set(REGISTRY)

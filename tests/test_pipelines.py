@@ -1,4 +1,4 @@
-"""tfgate.pipelines and tfgate.plans.plan without a server: binding sections to signatures, and
+"""tfgate.plans.bind and tfgate.plans.plan without a server: binding sections to signatures, and
 running plans."""
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfgate import dtypes, pipeline_config, tensors
+from tfgate import dtypes, tensors
 from tfgate.domain import Predict
 from tfgate.errors import FailedPrecondition, InvalidArgument
-from tfgate.pipelines import BindError, bind
+from tfgate.plans import config as pipeline_config
+from tfgate.plans.bind import BindError, bind
 from tfgate.plans.plan import Plan, Plans, Prepared
 from tfgate.signatures import ModelMetadata, Signature, TensorSpec
 from tfgate.tfs.tensorflow_serving.apis import predict_pb2

@@ -22,8 +22,8 @@ from tests.conftest import Running, StartGateway
 from tests.fake_tfserving import Arrays, FakeTFServing, Model, Sig, Version, default_models
 from tests.test_gateway import expect_error
 from tests.test_grpcurl import grpcurl
-from tfgate import pipeline_config
-from tfgate.pipeline_config import PipelineConfigError
+from tfgate.plans import config as pipeline_config
+from tfgate.plans.config import PipelineConfigError
 from tfgate.plans.plan import Plans
 from tfgate.tfs.tensorflow.core.framework import types_pb2
 from tfgate.v1 import inference_pb2

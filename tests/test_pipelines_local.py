@@ -11,9 +11,9 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import Running
-from tfgate import pipeline_config
 from tfgate.app import Gateway
 from tfgate.config import Config
+from tfgate.plans import config as pipeline_config
 from tfgate.plans.plan import Plans
 from tfgate.v1 import inference_pb2, inference_pb2_grpc
 

@@ -12,9 +12,15 @@ from tfgate import cli
 _LAZY = (
     "tenacity",
     "tfgate.backends.retry",
-    "tfgate.preprocess",
-    "tfgate.pipelines",
-    "tfgate.pipeline_config",
+    "tfgate.plans.bind",
+    "tfgate.plans.arguments",
+    "tfgate.plans.config",
+    "tfgate.plans.steps",
+    "tfgate.plans.steps.base",
+    "tfgate.plans.steps.labels",
+    "tfgate.plans.steps.numeric",
+    "tfgate.plans.steps.shape",
+    "tfgate.plans.steps.text",
 )
 
 
@@ -31,7 +37,7 @@ def test_a_plain_start_imports_no_preprocessing_and_no_tenacity() -> None:
 
 
 def test_the_lazy_modules_are_importable_and_load_what_they_need() -> None:
-    assert _imported_after("import tfgate.backends.retry, tfgate.pipelines") == list(_LAZY)
+    assert _imported_after("import tfgate.backends.retry, tfgate.plans.bind") == list(_LAZY)
 
 
 def test_pipelines_only_for_a_file_with_model_sections(tmp_path: Path) -> None:

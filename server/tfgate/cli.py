@@ -57,7 +57,7 @@ def _plans(path: str | None, file_data: Mapping[str, Any]) -> Plans:
 
     if "models" not in file_data:
         return Plans()
-    from tfgate import pipeline_config
+    from tfgate.plans import config as pipeline_config
 
     return Plans(pipeline_config.load(path, file_data))
 

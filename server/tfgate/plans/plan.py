@@ -5,7 +5,7 @@ and TF Serving's answer back into domain outputs. A signature without a ``[model
 section gets the identity plan: each signature input is fed by the domain input of its name,
 cast to its dtype (float inputs in their own type go through as bytes, read in place), and each
 output is passed on as TF Serving sent it. A configured section binds to a plan whose feeds run
-preprocessing steps (tfgate.pipelines builds those); inputs and outputs it does not name are
+preprocessing steps (tfgate.plans.bind builds those); inputs and outputs it does not name are
 fed and passed on exactly as by the identity plan.
 
 Pure: no I/O. This module imports nothing of the preprocessing steps, so a start without model
@@ -15,7 +15,7 @@ sections does not load them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -41,11 +41,12 @@ def _batched(shape: tuple[int, ...] | None) -> bool:
     return bool(shape) and shape is not None and shape[0] == -1
 
 
-def _run(what: str, steps: Sequence[Any], value: Any) -> Any:
-    """``value`` through ``steps`` (tfgate.preprocess); errors name ``what`` and the step."""
-    for index, step in enumerate(steps, 1):
-        value = step.apply(f"{what}, step {index} '{step.op}'", value)
-    return value
+def _run(what: str, steps: tuple[Any, ...], value: Any) -> Any:
+    """``value`` through ``steps``: only plans bound from a section have any, and then the
+    steps' modules are loaded."""
+    from tfgate.plans.steps import run
+
+    return run(what, steps, value)
 
 
 def _text_of(what: str, given: Given) -> Array:
@@ -143,7 +144,7 @@ class Emit:
 
     name: str
     steps: tuple[Any, ...] = ()
-    labels: Any = None  # tfgate.preprocess.Labels
+    labels: Any = None  # tfgate.plans.steps.Labels
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -307,8 +308,8 @@ class Plans:
     """The plan of every (model version, signature) requests name, made once and kept: a
     version's signatures never change (see tfgate.catalog), nor then its plan.
 
-    ``sections``: the config file's [models.NAME] sections (tfgate.pipeline_config), bound by
-    tfgate.pipelines, which is imported only when there are sections.
+    ``sections``: the config file's [models.NAME] sections (tfgate.plans.config), bound by
+    tfgate.plans.bind, which is imported only when there are sections.
     """
 
     def __init__(self, sections: Mapping[str, Any] | None = None) -> None:
@@ -330,11 +331,11 @@ class Plans:
         section = self._sections.get(meta.model)
         found: Plan | str
         if section is not None and section.signature == name:
-            from tfgate import pipelines
+            from tfgate.plans import bind
 
             try:
-                found = pipelines.bind(section, meta)
-            except pipelines.BindError as exc:
+                found = bind.bind(section, meta)
+            except bind.BindError as exc:
                 found = str(exc)
                 if log:  # at start-up the problem stops tfgate, with this message
                     logger.error("%s; its requests are refused", found)
@@ -363,7 +364,7 @@ class Plans:
         """
         if not self._sections:
             return
-        from tfgate.pipeline_config import PipelineConfigError
+        from tfgate.plans.config import PipelineConfigError
 
         problems: list[str] = []
         for model, section in self._sections.items():

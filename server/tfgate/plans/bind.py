@@ -1,6 +1,6 @@
 """A configured section bound to a model version's live signature: the plan it runs.
 
-A ``[models.NAME]`` section (tfgate.pipeline_config) is checked against the signature TF Serving
+A ``[models.NAME]`` section (tfgate.plans.config) is checked against the signature TF Serving
 reports for a model version before that version serves a request through it: at start-up when
 TF Serving answers (a problem stops tfgate), else on first use, and again for every new version
 (a problem makes that version's requests FAILED_PRECONDITION, with the same message); see
@@ -19,9 +19,9 @@ import numpy as np
 from tfgate import dtypes
 from tfgate.dtypes import DType
 from tfgate.errors import GatewayError
-from tfgate.pipeline_config import ModelSection, OutputSection
+from tfgate.plans.config import ModelSection, OutputSection
 from tfgate.plans.plan import Emit, Feed, Plan
-from tfgate.preprocess import Kind, Lookup, Pad, Step, Template, describe
+from tfgate.plans.steps import Kind, Lookup, Pad, Step, Template, describe
 from tfgate.signatures import ModelMetadata, Signature, TensorSpec
 from tfgate.v1 import inference_pb2
 

@@ -1,4 +1,4 @@
-"""tfgate.pipeline_config: [models.NAME] sections read and checked before any backend call."""
+"""tfgate.plans.config: [models.NAME] sections read and checked before any backend call."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfgate import cli, pipeline_config
+from tfgate import cli
 from tfgate.config import ConfigError
-from tfgate.pipeline_config import PipelineConfigError
-from tfgate.preprocess import Labels, Lookup, Normalize, Pad, Tokenize
+from tfgate.plans import config as plans_config
+from tfgate.plans.config import PipelineConfigError
+from tfgate.plans.steps import Labels, Lookup, Normalize, Pad, Tokenize
 
 SENTIMENT = """
 [models.sentiment]
@@ -51,12 +52,12 @@ def write(tmp_path: Path):
 
 
 def test_no_file_and_no_models_mean_no_sections(write) -> None:
-    assert pipeline_config.load(None) == {}
-    assert pipeline_config.load(write('listen = "127.0.0.1:1"\n')) == {}
+    assert plans_config.load(None) == {}
+    assert plans_config.load(write('listen = "127.0.0.1:1"\n')) == {}
 
 
 def test_a_full_section(write) -> None:
-    sections = pipeline_config.load(write(SENTIMENT))
+    sections = plans_config.load(write(SENTIMENT))
     section = sections["sentiment"]
     assert section.signature == "serving_default"
     text = section.inputs["text"]
@@ -73,7 +74,7 @@ def test_a_full_section(write) -> None:
 
 
 def test_numeric_steps_defaults_and_renames(write) -> None:
-    sections = pipeline_config.load(
+    sections = plans_config.load(
         write("""
 [models.m.inputs.pixels]
 alias = "image"
@@ -120,6 +121,10 @@ steps = [{ op = "scale", factor = [1, 2] }, { op = "cast", dtype = "float64" }]
         ("[models.m.inputs.x]\nsteps = 'lowercase'\n", "input 'x': 'steps' must be a list of"),
         ("[models.m.inputs.x]\nalias = 3\n", "input 'x': 'alias' must be a string, got 3"),
         ("[models.m.inputs.x]\nsteps = [{ name = 'pad' }]\n", "step 1: needs 'op'"),
+        (
+            "[models.m.inputs.x]\nsteps = [{ op = ['lowercase'] }]\n",
+            "input 'x', step 1: needs 'op', the step's name, got ['lowercase']",
+        ),
         (
             "[models.m.inputs.x]\nsteps = [{ op = 'stem' }]\n",
             "input 'x', step 1: unknown step 'stem' (steps: cast, clip, expand, lookup,",
@@ -302,7 +307,7 @@ def test_static_problems_name_file_model_tensor_and_step(
         },
     )
     with pytest.raises(PipelineConfigError) as info:
-        pipeline_config.load(path)
+        plans_config.load(path)
     message = str(info.value)
     assert message.startswith(f"config file {path}: ")
     assert needle.format(tmp=tmp_path.resolve()) in message
@@ -310,11 +315,11 @@ def test_static_problems_name_file_model_tensor_and_step(
 
 def test_the_file_itself(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="No such file"):
-        pipeline_config.load(str(tmp_path / "none.toml"))
+        plans_config.load(str(tmp_path / "none.toml"))
     bad = tmp_path / "bad.toml"
     bad.write_text("[models.m\n")
     with pytest.raises(ConfigError, match=f"config file {bad}: "):
-        pipeline_config.load(str(bad))
+        plans_config.load(str(bad))
 
 
 def test_serve_exits_2_naming_the_problem(write, capsys, monkeypatch) -> None:
