@@ -45,7 +45,7 @@ def _check_host_port(name: str, value: str, *, allow_scheme: bool = False) -> No
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """When and how often a failed backend call is tried again (see tfgate.upstream)."""
+    """When and how often a failed backend call is tried again (see tfgate.backends.upstream)."""
 
     max_attempts: int = 4
     initial_backoff: float = 0.05
@@ -119,7 +119,7 @@ class Config:
     # Models whose availability grpc.health.v1 reports, as the service "model:NAME".
     health_models: tuple[str, ...] = ()
     # Also serve TF Serving's own PredictionService and ModelService.GetModelStatus, forwarded
-    # as bytes, for clients written for TF Serving (see tfgate.passthrough).
+    # as bytes, for clients written for TF Serving (see tfgate.fronts.passthrough).
     tf_serving_api: bool = True
     # "auto": uvloop when installed (it cuts grpc.aio's own cost per call), else asyncio's loop.
     event_loop: str = "auto"

@@ -1,8 +1,8 @@
-"""tfgate.v1 requests to TF Serving requests, and TF Serving answers back to tfgate.v1.
+"""Selectors, TF Serving's requests written as bytes, and answers written as tfgate.v1.
 
-Pure: every check that can be made without the backend is made here, so that a request that
-would fail never reaches TF Serving. TF Serving's message types stay inside this module and
-tfgate.upstream.
+Pure. The plans (tfgate.plans.plan) check a request against its signature and hand their
+tensors here; TF Serving's message types stay inside this module, tfgate.tensors, the plans and
+tfgate.backends.
 """
 
 from __future__ import annotations
