@@ -8,6 +8,7 @@ import pytest
 
 from tfgate.errors import Code, InvalidArgument
 from tfgate.fronts import grpc as front
+from tfgate.fronts import v1
 from tfgate.v1 import inference_pb2
 
 
@@ -22,16 +23,16 @@ def test_predict_of_keeps_fields_and_finds_large_floats_in_place() -> None:
     request.inputs["x"].floats.extend(np.arange(5000, dtype=np.float32).tolist())
     request.inputs["k"].ints.extend([1, 2])
     data = request.SerializeToString()
-    given = front.predict_of(data)
+    given = v1.predict_of(data)
     assert (given.model, given.version, given.label, given.signature) == ("m", 3, "", "s")
     assert list(given.output_filter) == ["y"] and given.size == len(data)
     assert given.packed is not None and given.packed["x"][0] == 2
     assert bytes(given.packed["x"][1]) == np.arange(5000, dtype="<f4").tobytes()
     assert (
-        front.predict_of(inference_pb2.PredictRequest(model="m").SerializeToString()).packed is None
+        v1.predict_of(inference_pb2.PredictRequest(model="m").SerializeToString()).packed is None
     )
 
 
 def test_garbage_is_invalid_argument_naming_the_message() -> None:
     with pytest.raises(InvalidArgument, match=r"not a valid tfgate\.v1\.PredictRequest"):
-        front.predict_of(b"\xff\xff\xff")
+        v1.predict_of(b"\xff\xff\xff")

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import time
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -22,6 +23,9 @@ from tfgate.fronts.passthrough import PassThrough
 from tfgate.inference import Inference
 from tfgate.plans.plan import Plans
 from tfgate.translate import Selector
+
+if TYPE_CHECKING:
+    from tfgate.fronts.http.app import HttpFront
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +54,10 @@ class Gateway:
             ]
         )
         self._monitor: asyncio.Task[None] | None = None
+        self._stopping = False
         self.port = 0
+        self.http: HttpFront | None = None
+        self.http_port = 0
 
     async def start(self) -> int:
         # A [models.NAME] section that does not fit its model stops tfgate before it serves.
@@ -74,8 +81,22 @@ class Gateway:
             raise OSError(f"cannot listen on {self.config.listen}")
         await self._set_health(False)
         await self._server.start()
+        if self.config.http_listen:
+            from tfgate.fronts.http.app import HttpFront  # aiohttp: only when HTTP is on
+
+            self.http = HttpFront(self.inference, self.config, self.ready)
+            try:
+                self.http_port = await self.http.start()
+            except BaseException:
+                await self._server.stop(0)
+                await self.upstream.close()
+                raise
         self._monitor = asyncio.create_task(self._watch_backend())
         return self.port
+
+    def ready(self) -> bool:
+        """Whether tfgate should get traffic: TF Serving answers and no shutdown has begun."""
+        return self.backend_up and not self._stopping
 
     async def _set_health(self, up: bool) -> None:
         status = _SERVING if up else _NOT_SERVING
@@ -105,12 +126,16 @@ class Gateway:
 
     async def stop(self, grace: float | None = None) -> None:
         """Turns NOT_SERVING, stops accepting calls, lets in-flight ones finish within grace."""
+        self._stopping = True
         await self.health.enter_graceful_shutdown()
         if self._monitor is not None:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
-        await self._server.stop(self.config.grace_period if grace is None else grace)
+        stops = [self._server.stop(self.config.grace_period if grace is None else grace)]
+        if self.http is not None:
+            stops.append(self.http.stop())
+        await asyncio.gather(*stops)
         await self.upstream.close()
 
 
@@ -124,6 +149,9 @@ async def serve(config: Config, plans: Plans | None = None) -> int:
     port = await gateway.start()
     host = config.listen.rsplit(":", 1)[0]
     print(f"tfgate listening on {host}:{port} (backend {config.backend})", flush=True)
+    if gateway.http is not None:
+        http_host = config.http_listen.rsplit(":", 1)[0]
+        print(f"tfgate HTTP on {http_host}:{gateway.http_port}", flush=True)
     await stopping.wait()
     logger.info("shutting down; in-flight calls get %.1f s", config.grace_period)
     await gateway.stop()

@@ -91,6 +91,9 @@ class Config:
     """Everything tfgate serve needs to know; built by ``load`` and passed in explicitly."""
 
     listen: str = "127.0.0.1:8080"
+    # The HTTP/JSON front (TF Serving's REST API, tfgate.v1 as JSON, probes): HOST:PORT, or
+    # empty for none.
+    http_listen: str = ""
     # TF Serving: HOST:PORT, a comma-separated list of replicas, or a dns:/// target whose
     # addresses are balanced round-robin.
     backend: str = "127.0.0.1:8500"
@@ -128,6 +131,8 @@ class Config:
 
     def __post_init__(self) -> None:
         _check_host_port("listen", self.listen)
+        if self.http_listen:
+            _check_host_port("http_listen", self.http_listen)
         if "://" in self.backend:
             _check_host_port("backend", self.backend, allow_scheme=True)
         else:

@@ -63,16 +63,17 @@ class Inference:
 
     async def get_model(self, sel: translate.Selector, call: Call) -> inference_pb2.Model:
         """Every version's state, and the signatures of the version ``sel`` resolves to."""
-        status = await self.model_status(sel.model, call)
+        status = await self.model_status(translate.Selector(sel.model), call)
         meta = await self.catalog.metadata(sel, call)
         model = translate.model_view(status, meta)
         self.plans.describe(meta, model)
         return model
 
     async def model_status(
-        self, model: str, call: Call
+        self, sel: translate.Selector, call: Call
     ) -> get_model_status_pb2.GetModelStatusResponse:
-        return await self.backend.get_model_status(translate.status_request(model), call)
+        """The state of the versions ``sel`` names (all of them, for the model alone)."""
+        return await self.backend.get_model_status(translate.status_request(sel), call)
 
     async def model_metadata(
         self, request: get_model_metadata_pb2.GetModelMetadataRequest, call: Call

@@ -84,8 +84,9 @@ def metadata_request(sel: Selector) -> get_model_metadata_pb2.GetModelMetadataRe
     )
 
 
-def status_request(model: str) -> get_model_status_pb2.GetModelStatusRequest:
-    return get_model_status_pb2.GetModelStatusRequest(model_spec=model_pb2.ModelSpec(name=model))
+def status_request(sel: Selector) -> get_model_status_pb2.GetModelStatusRequest:
+    """GetModelStatus for ``sel``: every version of the model when it names none."""
+    return get_model_status_pb2.GetModelStatusRequest(model_spec=sel.model_spec())
 
 
 def signature_of(meta: ModelMetadata, name: str) -> tuple[str, Signature]:

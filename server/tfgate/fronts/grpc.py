@@ -14,12 +14,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar, cast
 
 import grpc
-from google.protobuf.message import DecodeError, Message
 
-from tfgate import translate, wire
+from tfgate import translate
 from tfgate.calls import Call, Record
 from tfgate.domain import Predict
-from tfgate.errors import INTERNAL_MESSAGE, Code, GatewayError, InvalidArgument
+from tfgate.errors import INTERNAL_MESSAGE, Code, GatewayError
+from tfgate.fronts.v1 import parser, predict_of
 from tfgate.inference import Inference
 from tfgate.v1 import inference_pb2
 
@@ -31,7 +31,6 @@ SERVICE_NAME: Final = inference_pb2.DESCRIPTOR.services_by_name["InferenceServic
 STATUS: Final[dict[Code, grpc.StatusCode]] = {code: grpc.StatusCode[code.name] for code in Code}
 
 _Req = TypeVar("_Req")
-_Msg = TypeVar("_Msg", bound=Message)
 _Resp = TypeVar("_Resp")
 Context = grpc.aio.ServicerContext[Any, Any]
 Handler = Callable[[_Req, Call, Record], Awaitable[_Resp]]
@@ -44,19 +43,6 @@ def call_of(context: Context, front: str, method: str, default_timeout: float) -
     remaining = cast(float | None, context.time_remaining())
     deadline = time.monotonic() + (default_timeout if remaining is None else remaining)
     return Call(front, method, deadline, context.peer() or "")
-
-
-def parser(request_type: type[_Msg]) -> Callable[[bytes], _Msg]:
-    """Parses a request of ``request_type``; garbage is INVALID_ARGUMENT, not grpc's INTERNAL."""
-    name = request_type.DESCRIPTOR.full_name
-
-    def parse(data: bytes) -> _Msg:
-        try:
-            return request_type.FromString(data)
-        except DecodeError:
-            raise InvalidArgument(f"request: not a valid {name} ({len(data)} bytes)") from None
-
-    return parse
 
 
 def rpc(
@@ -89,38 +75,6 @@ def rpc(
         return wrapper
 
     return decorate
-
-
-# Below this many values, reading the parsed message is as cheap as finding them in the bytes.
-_IN_PLACE_FROM = 4096
-
-
-def _packed_inputs(
-    request: inference_pb2.PredictRequest, data: bytes
-) -> dict[str, tuple[int, memoryview]] | None:
-    if len(data) < 4 * _IN_PLACE_FROM:
-        return None  # too short to hold that many floats
-    large = any(len(t.floats) + len(t.doubles) >= _IN_PLACE_FROM for t in request.inputs.values())
-    return wire.packed_inputs(data) if large else None
-
-
-_parse_predict = parser(inference_pb2.PredictRequest)
-
-
-def predict_of(data: bytes) -> Predict:
-    """A serialized tfgate.v1.PredictRequest as the core's request; its large float inputs are
-    read in place from ``data``. (The HTTP front's tfgate.v1 JSON comes through here too.)"""
-    request = _parse_predict(data)
-    return Predict(
-        request.model,
-        request.version,
-        request.version_label,
-        request.signature,
-        request.inputs,
-        request.output_filter,
-        len(data),
-        _packed_inputs(request, data),
-    )
 
 
 class InferenceServicer:

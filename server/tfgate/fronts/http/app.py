@@ -1,0 +1,126 @@
+"""The HTTP/JSON front: one aiohttp server beside the gRPC one, on the same event loop.
+
+Routes: TF Serving's REST API under ``/v1/`` (tfgate.fronts.http.tfserving), tfgate.v1 as JSON
+under ``/tfgate/v1/`` (tfgate.fronts.http.v1), and the probes ``/healthz`` and ``/readyz``.
+Every call goes through the request core (tfgate.inference), exactly as a gRPC call does.
+
+``errors`` is the one place where exceptions become HTTP answers: TF Serving's routes answer
+with TF Serving's status table and ``{"error": ...}``, the rest with tfgate.fronts.http.errors'
+table and ``{"code": ..., "message": ...}``. Unexpected errors answer a generic message and log
+the traceback. Bodies are read up to ``max_message_bytes``; a longer one is refused with 413 as
+soon as it passes that size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from aiohttp import web
+
+from tfgate.calls import Record
+from tfgate.config import Config
+from tfgate.errors import INTERNAL_MESSAGE, Code, GatewayError
+from tfgate.fronts.http import errors, tfserving, tfserving_json, v1
+from tfgate.fronts.http.base import RECORD_KEY, json_response
+from tfgate.inference import Inference
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+def _tf_serving_route(request: web.Request) -> bool:
+    return request.path == "/v1" or request.path.startswith("/v1/")
+
+
+def _error(request: web.Request, code: Code, message: str, status: int | None = None) -> web.Response:
+    if _tf_serving_route(request):
+        http = status or tfserving_json.TFS_HTTP_STATUS[code.name]
+        return json_response(tfserving_json.error_body(errors.bounded(message)), http)
+    return json_response(errors.v1_error_body(code, message), status or errors.HTTP_STATUS[code])
+
+
+@web.middleware
+async def handle_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one place where exceptions become HTTP answers (see the module docstring)."""
+    try:
+        response = await handler(request)
+    except GatewayError as exc:
+        _done(request, exc)
+        return _error(request, exc.code, exc.message)
+    except web.HTTPException as exc:  # aiohttp's own: no route, wrong method, body too large
+        if exc.status < 400:
+            raise
+        _done(request, exc)
+        code = errors.CODE_OF_STATUS.get(exc.status, Code.INVALID_ARGUMENT)
+        response = _error(request, code, exc.text or exc.reason, exc.status)
+        if exc.status == 405:
+            response.headers["Allow"] = exc.headers.get("Allow", "")
+        return response
+    except asyncio.CancelledError as exc:
+        _done(request, exc)
+        raise
+    except Exception as exc:
+        logger.exception("HTTP %s %s failed", request.method, request.path)
+        _done(request, exc)
+        return _error(request, Code.INTERNAL, INTERNAL_MESSAGE)
+    _done(request, None)
+    return response
+
+
+def _done(request: web.Request, exc: BaseException | None) -> None:
+    record = request.get(RECORD_KEY)
+    if isinstance(record, Record):
+        record.done(exc)
+
+
+class HttpFront:
+    """The HTTP server: ``start`` binds and returns the port, ``stop`` drains and closes."""
+
+    def __init__(self, inference: Inference, config: Config, ready: Callable[[], bool]) -> None:
+        self._config = config
+        self._ready = ready
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.app = web.Application(
+            middlewares=[handle_errors], client_max_size=config.max_message_bytes
+        )
+        self.app.router.add_get("/healthz", self._healthz)
+        self.app.router.add_get("/readyz", self._readyz)
+        tfserving.TfServingRoutes(inference, config.default_timeout).add_to(self.app.router)
+        v1.V1Routes(inference, config.default_timeout).add_to(self.app.router)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return json_response(b'{"status":"ok"}')
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        if self._ready():
+            return json_response(b'{"status":"ready"}')
+        return json_response(b'{"status":"not ready"}', 503)
+
+    async def start(self) -> int:
+        host, _, port = self._config.http_listen.rpartition(":")
+        host = host.strip("[]")
+        # tfgate writes its own access log (tfgate.calls), one line per call on every front.
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner,
+            None if host in ("", "*") else host,
+            int(port),
+            shutdown_timeout=self._config.grace_period,
+            reuse_port=False,
+        )
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = int(sockets[0].getsockname()[1]) if sockets else int(port)
+        return self.port
+
+    async def stop(self) -> None:
+        """Stops accepting, lets in-flight calls finish within the grace period, closes."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -1,0 +1,122 @@
+"""TF Serving's REST API, served as TF Serving serves it, through the request core.
+
+    GET  /v1/models/{m}[/versions/{v}|/labels/{l}]            model status
+    GET  /v1/models/{m}[/versions/{v}|/labels/{l}]/metadata   signatures
+    POST /v1/models/{m}[/versions/{v}|/labels/{l}]:predict    instances / inputs
+    POST /v1/models/{m}[/versions/{v}|/labels/{l}]:classify   examples
+    POST /v1/models/{m}[/versions/{v}|/labels/{l}]:regress    examples
+
+Paths are matched as TF Serving matches them (case-insensitive, on the raw path); anything else
+under /v1/ is answered as TF Serving answers it: 400, "Malformed request: METHOD PATH". Bodies
+are read as JSON whatever their content type (TF Serving's examples send ``curl -d``). Predict
+goes through validation and preprocessing like any Predict; classify and regress go to TF
+Serving's Classify and Regress as they are, with the same retries, cap and deadline.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from aiohttp import web
+
+from tfgate import translate
+from tfgate.domain import Predict
+from tfgate.calls import Call, Record
+from tfgate.errors import InvalidArgument
+from tfgate.fronts.http import tfserving_json
+from tfgate.fronts.http.base import begin, json_response
+from tfgate.inference import Inference
+from tfgate.signatures import SIGNATURE_DEF_FIELD
+from tfgate.tfs.tensorflow_serving.apis import get_model_metadata_pb2
+
+_INT64_MAX: Final = 2**63 - 1
+_PREDICT_PATH: Final = re.compile(
+    r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)"
+)
+_STATUS_PATH: Final = re.compile(
+    r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?"
+)
+_METHODS: Final = {
+    "classify": "/tensorflow.serving.PredictionService/Classify",
+    "regress": "/tensorflow.serving.PredictionService/Regress",
+}
+_FRONT: Final = "tfs-http"
+
+
+def _selector(model: str, version: str | None, label: str | None) -> translate.Selector:
+    number = 0
+    if version is not None:
+        number = int(version)
+        if number > _INT64_MAX:
+            raise InvalidArgument(f"Failed to convert version: {version} to numeric.")
+    return translate.selector(model, number, label or "")
+
+
+class TfServingRoutes:
+    def __init__(self, inference: Inference, default_timeout: float) -> None:
+        self._inference = inference
+        self._timeout = default_timeout
+
+    def add_to(self, router: web.UrlDispatcher) -> None:
+        router.add_route("*", "/v1{tail:(/.*)?}", self._dispatch)
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        path = request.rel_url.raw_path
+        if request.method == "POST":
+            match = _PREDICT_PATH.fullmatch(path)
+            if match is not None:
+                model, version, label, verb = match.groups()
+                record = begin(request, _FRONT, verb.lower(), self._timeout)
+                record.model = model
+                sel = _selector(model, version, label)
+                body = await request.read()
+                if verb.lower() == "predict":
+                    return json_response(await self._predict(sel, body, record.call, record))
+                return json_response(await self._examples(sel, verb.lower(), body, record.call))
+        elif request.method == "GET":
+            match = _STATUS_PATH.fullmatch(path)
+            if match is not None:
+                model, version, label, metadata = match.groups()
+                method = "metadata" if metadata else "status"
+                record = begin(request, _FRONT, method, self._timeout)
+                if not model:
+                    raise InvalidArgument("Missing model name in request.")
+                record.model = model
+                sel = _selector(model, version, label)
+                if metadata:
+                    return json_response(await self._metadata(sel, record.call))
+                status = await self._inference.model_status(sel, record.call)
+                return json_response(tfserving_json.model_status_body(status.SerializeToString()))
+        raise InvalidArgument(f"Malformed request: {request.method} {path}")
+
+    async def _predict(
+        self, sel: translate.Selector, body: bytes, call: Call, record: Record
+    ) -> bytes:
+        parsed = tfserving_json.parse_predict(body)
+        request = Predict(
+            sel.model, sel.version, sel.label, parsed.signature, parsed.inputs, (), len(body)
+        )
+        answer = await self._inference.predict(request, call)
+        record.version = answer.version
+        outputs = [(name, *out.array(f"output '{name}'")) for name, out in answer.outputs]
+        return tfserving_json.predict_body(outputs, parsed.row_format)
+
+    async def _examples(
+        self, sel: translate.Selector, verb: str, body: bytes, call: Call
+    ) -> bytes:
+        spec = sel.model_spec().SerializeToString()
+        if verb == "classify":
+            data = tfserving_json.classification_request(body, spec)
+            return tfserving_json.classify_body(
+                await self._inference.forward(_METHODS[verb], data, call)
+            )
+        data = tfserving_json.regression_request(body, spec)
+        return tfserving_json.regress_body(await self._inference.forward(_METHODS[verb], data, call))
+
+    async def _metadata(self, sel: translate.Selector, call: Call) -> bytes:
+        request = get_model_metadata_pb2.GetModelMetadataRequest(
+            model_spec=sel.model_spec(), metadata_field=[SIGNATURE_DEF_FIELD]
+        )
+        answer = await self._inference.model_metadata(request, call)
+        return tfserving_json.model_metadata_body(answer.SerializeToString())
