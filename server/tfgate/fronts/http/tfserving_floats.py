@@ -91,7 +91,7 @@ def float32_values(x: Array) -> Array:
 
 
 def _rounded(vals: Array, exps: Array, digits: int) -> tuple[Array, Array, Array]:
-    """``vals`` rounded to ``digits`` significant digits; where that is exact; where no tie is near."""
+    """``vals`` to ``digits`` significant digits; where that was exact; where no tie was near."""
     shift = digits - 1 - exps  # vals * 10**shift has `digits` digits before the point
     exact = np.abs(shift) <= _EXACT
     up = shift >= 0

@@ -17,13 +17,15 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import orjson
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
 
 from tfgate.dtypes import DType
-from tfgate.errors import InvalidArgument
+from tfgate.errors import BadBackendAnswer, InvalidArgument
 from tfgate.fronts.http import tfserving_floats
 from tfgate.fronts.http.tfserving_values import (
     Census,
@@ -35,6 +37,7 @@ from tfgate.fronts.http.tfserving_values import (
     signature_of,
     utf8_bytes,
 )
+from tfgate.tfs.tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 Array = np.ndarray[Any, Any]
 
@@ -213,3 +216,55 @@ def _string(item: bytes, as_b64: bool) -> Any:
     if as_b64:
         return {"b64": base64.b64encode(item).decode("ascii")}
     return item.decode("utf-8", "replace")
+
+
+# --- model status and metadata ------------------------------------------------------------------
+
+
+def model_status_body(answer: bytes) -> bytes:
+    """TF Serving's JSON for a serialized GetModelStatusResponse (``GET /v1/models/{m}``).
+
+    Printed as TF Serving prints it: the protos' JSON names (``model_version_status``,
+    ``error_code``, ``error_message``), enum names, int64 as strings, unset scalars included.
+    """
+    response = _answer(get_model_status_pb2.GetModelStatusResponse, answer)
+    return orjson.dumps(_printed(response, proto_names=False))
+
+
+def model_metadata_body(answer: bytes) -> bytes:
+    """TF Serving's JSON for a serialized GetModelMetadataResponse (``GET .../metadata``).
+
+    ``{"model_spec": ..., "metadata": {"signature_def": <SignatureDefMap>}}`` with the
+    ``signature_def`` Any unpacked and proto field names kept, as TF Serving's handler does.
+    """
+    response = _answer(get_model_metadata_pb2.GetModelMetadataResponse, answer)
+    if "signature_def" not in response.metadata:
+        raise BadBackendAnswer(
+            "Failed to find 'signature_def' key in the GetModelMetadataResponse metadata map."
+        )
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    if not response.metadata["signature_def"].Unpack(signatures):
+        raise BadBackendAnswer("Failed to unpack 'Any' object to 'SignatureDefMap'.")
+    printed = {
+        "model_spec": _printed(response.model_spec, proto_names=True),
+        "metadata": {"signature_def": _printed(signatures, proto_names=True)},
+    }
+    return orjson.dumps(printed)
+
+
+_Answer = TypeVar("_Answer", bound=Message)
+
+
+def _answer(kind: type[_Answer], answer: bytes) -> _Answer:
+    try:
+        return kind.FromString(answer)
+    except DecodeError:
+        raise BadBackendAnswer(f"not a valid {kind.DESCRIPTOR.full_name}") from None
+
+
+def _printed(message: Message, proto_names: bool) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        message,
+        always_print_fields_with_no_presence=True,
+        preserving_proto_field_name=proto_names,
+    )

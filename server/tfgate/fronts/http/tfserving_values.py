@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import math
 import re
@@ -38,7 +39,6 @@ _DEBUG_CHARS: Final = 256  # TF Serving cuts the JSON it quotes in messages at 2
 _INT64_MIN: Final = -(2**63)
 _UINT64_END: Final = 2**64
 _ESCAPED_QUOTE: Final = re.compile(rb'(\\+)"')
-
 
 
 # A JSON string (left alone) or one of rapidjson's non-finite number tokens (made Python's).
@@ -142,10 +142,8 @@ def debug_json(value: Any) -> str:
         else:
             put(json.dumps(item))
 
-    try:
+    with contextlib.suppress(_Full):
         walk(value)
-    except _Full:
-        pass
     return "".join(parts)[:_DEBUG_CHARS]
 
 
@@ -160,9 +158,7 @@ def b64_bytes(value: dict[str, str]) -> bytes:
         # absl's decoder, which TF Serving uses, also takes base64 without its padding.
         return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidArgument(
-            f"JSON Value: {debug_json(value)} Unable to base64 decode"
-        ) from None
+        raise InvalidArgument(f"JSON Value: {debug_json(value)} Unable to base64 decode") from None
 
 
 def utf8_bytes(text: str) -> bytes:
@@ -323,8 +319,7 @@ class _Walker:
                     _same_as(rows[0], row)
             except InvalidArgument as exc:
                 raise InvalidArgument(
-                    f"Failed to process element: {i}{key} of 'instances' list. "
-                    f"Error: {exc.message}"
+                    f"Failed to process element: {i}{key} of 'instances' list. Error: {exc.message}"
                 ) from None
             rows.append(row)
         return np.stack(rows)
@@ -401,16 +396,15 @@ def _same_as(first: Array, row: Array) -> None:
     if row.size != first.size:
         raise InvalidArgument(f"Expecting tensor size: {first.size} but got: {row.size}")
     if row.shape != first.shape:
-        raise InvalidArgument(
-            f"Expecting shape {_dims(first.shape)} but got: {_dims(row.shape)}"
-        )
+        raise InvalidArgument(f"Expecting shape {_dims(first.shape)} but got: {_dims(row.shape)}")
     kinds = {_kind_of(first), _kind_of(row)} - {"empty"}
     if len(kinds) > 1:
-        raise InvalidArgument(f"Expecting values of type: {_kind_of(first)} but got: {_kind_of(row)}")
+        raise InvalidArgument(
+            f"Expecting values of type: {_kind_of(first)} but got: {_kind_of(row)}"
+        )
 
 
 def _kind_of(array: Array) -> str:
     if array.size == 0:
         return "empty"
     return {"b": "bool", "O": "string"}.get(array.dtype.kind, "number")
-
