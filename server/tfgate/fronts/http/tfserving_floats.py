@@ -53,7 +53,8 @@ def json_floats(dtype: DType, array: Array) -> Any:
         values = np.asarray(array, dtype=np.float64)
     else:
         values = float32_values(np.asarray(array).astype(np.float32))
-    values = np.ascontiguousarray(values)
+    if values.ndim:
+        values = np.ascontiguousarray(values)
     finite = np.isfinite(values)
     if finite.all():
         return values[()] if values.ndim == 0 else values

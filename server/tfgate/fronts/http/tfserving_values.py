@@ -37,6 +37,7 @@ Array = np.ndarray[Any, Any]
 MAX_RANK: Final = 32
 _DEBUG_CHARS: Final = 256  # TF Serving cuts the JSON it quotes in messages at 256 bytes too
 _INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
 _UINT64_END: Final = 2**64
 _ESCAPED_QUOTE: Final = re.compile(rb'(\\+)"')
 
@@ -283,6 +284,8 @@ def _by_numpy(item: Pending) -> Array | None:
         return None  # ragged or mixed: the walker says where
     if array.shape != shape or array.dtype.kind not in "biuf":
         return None
+    if array.dtype.kind == "f" and (np.abs(array) >= 2.0**63).any():
+        return None  # numpy makes doubles of int64 and uint64 integers together
     return array
 
 
@@ -322,6 +325,11 @@ class _Walker:
                     f"Failed to process element: {i}{key} of 'instances' list. Error: {exc.message}"
                 ) from None
             rows.append(row)
+        kinds = {row.dtype for row in rows if row.size}
+        if kinds == {np.dtype(np.int64), np.dtype(np.uint64)} and all(
+            row.min() >= 0 for row in rows if row.size
+        ):
+            return np.stack([row.astype(np.uint64) for row in rows])
         return np.stack(rows)
 
     def _tensor(self, value: Any) -> Array:
@@ -337,6 +345,10 @@ class _Walker:
             return strings.reshape(shape)
         if "bool" in kinds:
             return np.array(leaves, dtype=np.bool_).reshape(shape)
+        if not any(isinstance(leaf, float) for leaf in leaves) and max(leaves) > _INT64_MAX:
+            # Integers above int64 are uint64 when none is negative; else only doubles hold all.
+            kind = np.uint64 if min(leaves) >= 0 else np.float64
+            return np.array(leaves, dtype=kind).reshape(shape)
         return np.array(leaves).reshape(shape)
 
     def _fill(
