@@ -28,9 +28,7 @@ def test_predict_of_keeps_fields_and_finds_large_floats_in_place() -> None:
     assert list(given.output_filter) == ["y"] and given.size == len(data)
     assert given.packed is not None and given.packed["x"][0] == 2
     assert bytes(given.packed["x"][1]) == np.arange(5000, dtype="<f4").tobytes()
-    assert (
-        v1.predict_of(inference_pb2.PredictRequest(model="m").SerializeToString()).packed is None
-    )
+    assert v1.predict_of(inference_pb2.PredictRequest(model="m").SerializeToString()).packed is None
 
 
 def test_garbage_is_invalid_argument_naming_the_message() -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Final
 
 from aiohttp import web
 
@@ -31,11 +30,14 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+
 def _tf_serving_route(request: web.Request) -> bool:
     return request.path == "/v1" or request.path.startswith("/v1/")
 
 
-def _error(request: web.Request, code: Code, message: str, status: int | None = None) -> web.Response:
+def _error(
+    request: web.Request, code: Code, message: str, status: int | None = None
+) -> web.Response:
     if _tf_serving_route(request):
         http = status or tfserving_json.TFS_HTTP_STATUS[code.name]
         return json_response(tfserving_json.error_body(errors.bounded(message)), http)

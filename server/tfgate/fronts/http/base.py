@@ -17,6 +17,7 @@ _TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _UNITS: Final = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 _JSON: Final = "application/json"
 
+
 def json_response(body: bytes, status: int = 200) -> web.Response:
     return web.Response(body=body, status=status, content_type=_JSON)
 
@@ -39,5 +40,3 @@ def begin(request: web.Request, front: str, method: str, default_timeout: float)
     record = Record(call)
     request[RECORD_KEY] = record
     return record
-
-

@@ -21,10 +21,10 @@ from typing import Final
 from aiohttp import web
 
 from tfgate import translate
-from tfgate.domain import Predict
 from tfgate.calls import Call, Record
+from tfgate.domain import Predict
 from tfgate.errors import InvalidArgument
-from tfgate.fronts.http import tfserving_json
+from tfgate.fronts.http import tfserving_examples, tfserving_json
 from tfgate.fronts.http.base import begin, json_response
 from tfgate.inference import Inference
 from tfgate.signatures import SIGNATURE_DEF_FIELD
@@ -102,17 +102,15 @@ class TfServingRoutes:
         outputs = [(name, *out.array(f"output '{name}'")) for name, out in answer.outputs]
         return tfserving_json.predict_body(outputs, parsed.row_format)
 
-    async def _examples(
-        self, sel: translate.Selector, verb: str, body: bytes, call: Call
-    ) -> bytes:
+    async def _examples(self, sel: translate.Selector, verb: str, body: bytes, call: Call) -> bytes:
         spec = sel.model_spec().SerializeToString()
         if verb == "classify":
-            data = tfserving_json.classification_request(body, spec)
-            return tfserving_json.classify_body(
-                await self._inference.forward(_METHODS[verb], data, call)
-            )
-        data = tfserving_json.regression_request(body, spec)
-        return tfserving_json.regress_body(await self._inference.forward(_METHODS[verb], data, call))
+            data = tfserving_examples.classification_request(body, spec)
+            answer = await self._inference.forward(_METHODS[verb], data, call)
+            return tfserving_examples.classify_body(answer)
+        data = tfserving_examples.regression_request(body, spec)
+        answer = await self._inference.forward(_METHODS[verb], data, call)
+        return tfserving_examples.regress_body(answer)
 
     async def _metadata(self, sel: translate.Selector, call: Call) -> bytes:
         request = get_model_metadata_pb2.GetModelMetadataRequest(

@@ -85,5 +85,3 @@ class V1Routes:
         model = await self._inference.get_model(sel, record.call)
         record.version = model.version
         return json_response(v1_json.message_json(model))
-
-

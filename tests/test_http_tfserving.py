@@ -1,0 +1,188 @@
+"""TF Serving's REST API through tfgate's HTTP front, in front of the fake TF Serving."""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+import pytest
+
+from tests.conftest import Running, StartGateway
+from tests.fake_tfserving import FakeTFServing
+from tests.http_client import call, start_http
+
+pytestmark = pytest.mark.asyncio
+PREDICT = "/v1/models/half_plus_two:predict"
+
+
+@pytest.fixture
+async def http(backend: FakeTFServing, start_gateway: StartGateway) -> Running:
+    return await start_http(start_gateway, backend.target)
+
+
+async def test_row_format_predict_answers_predictions(http: Running) -> None:
+    answer = await call(
+        http, "POST", "/v1/models/half_plus_two:predict", '{"instances": [1, 2, 5]}'
+    )
+    assert answer.status == 200, answer.body
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert answer.json() == {"predictions": [3.5, 4.0, 5.5]}
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/v1/models/half_plus_two/versions/1:predict", [2.5, 3.0, 4.5]),
+        ("/v1/models/half_plus_two/labels/stable:predict", [2.5, 3.0, 4.5]),
+        ("/v1/models/half_plus_two/labels/canary:predict", [3.5, 4.0, 5.5]),
+        ("/V1/MODELS/half_plus_two:PREDICT", [3.5, 4.0, 5.5]),  # TF Serving ignores case
+    ],
+)
+async def test_versions_and_labels_in_the_path(http: Running, path: str, expected) -> None:
+    answer = await call(http, "POST", path, '{"instances": [1, 2, 5]}')
+    assert answer.status == 200, answer.body
+    assert answer.json() == {"predictions": expected}
+
+
+async def test_columnar_format_answers_outputs(http: Running) -> None:
+    answer = await call(
+        http, "POST", "/v1/models/half_plus_two:predict", '{"inputs": {"x": [1, 2]}}'
+    )
+    assert answer.json() == {"outputs": [3.5, 4.0]}
+    answer = await call(http, "POST", "/v1/models/half_plus_two:predict", '{"inputs": [1, 2]}')
+    assert answer.json() == {"outputs": [3.5, 4.0]}
+
+
+async def test_several_inputs_and_outputs_by_name(http: Running) -> None:
+    body = '{"signature_name": "two", "instances": [{"a": 1.5, "b": 2}, {"a": 2, "b": 3}]}'
+    answer = await call(http, "POST", "/v1/models/shapes:predict", body)
+    assert answer.status == 200, answer.body
+    assert answer.json() == {"predictions": [{"prod": 3.0, "sum": 3.5}, {"prod": 6.0, "sum": 5.0}]}
+    body = '{"signature_name": "two", "inputs": {"a": [1.5, 2], "b": [2, 3]}}'
+    answer = await call(http, "POST", "/v1/models/shapes:predict", body)
+    assert answer.json() == {"outputs": {"prod": [3.0, 6.0], "sum": [3.5, 5.0]}}
+
+
+async def test_strings_b64_and_bytes_outputs(http: Running) -> None:
+    raw = bytes(range(256))
+    body = (
+        '{"inputs": {"s": ["caf\\u00e9", {"b64": "'
+        + base64.b64encode(raw).decode()
+        + '"}], "i64": [9007199254740993], "b": [true, false]}}'
+    )
+    answer = await call(http, "POST", "/v1/models/echo:predict", body)
+    assert answer.status == 200, answer.body
+    outputs = answer.json()["outputs"]
+    assert outputs["i64"] == [9007199254740993]  # int64 exact, as a JSON number
+    assert outputs["b"] == [True, False]
+    assert outputs["s"][0] == "café"
+
+
+async def test_nan_and_infinity_tokens(http: Running) -> None:
+    answer = await call(
+        http, "POST", "/v1/models/echo:predict", '{"inputs": {"f64": [NaN, Infinity, -Infinity]}}'
+    )
+    assert answer.status == 200, answer.body
+    assert b"NaN" in answer.body and b"-Infinity" in answer.body
+
+
+async def test_model_status_and_metadata(http: Running) -> None:
+    status = await call(http, "GET", "/v1/models/half_plus_two")
+    assert status.status == 200, status.body
+    versions = status.json()["model_version_status"]
+    assert [(v["version"], v["state"]) for v in versions] == [
+        ("1", "AVAILABLE"),
+        ("2", "AVAILABLE"),
+    ]
+    meta = await call(http, "GET", "/v1/models/half_plus_two/versions/1/metadata")
+    assert meta.status == 200, meta.body
+    found = meta.json()
+    assert found["model_spec"]["name"] == "half_plus_two" and found["model_spec"]["version"] == "1"
+    signature = found["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert signature["inputs"]["x"]["dtype"] == "DT_FLOAT"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "needle"),
+    [
+        ("POST", "/v1/models/nope:predict", '{"instances": [1]}', 404, "Servable not found"),
+        ("GET", "/v1/models/nope", None, 404, "nope"),
+        ("POST", "/v1/models/half_plus_two:predict", "{not json", 400, "JSON"),
+        ("POST", "/v1/models/half_plus_two:predict", '{"instances": [1], "inputs": [1]}', 400, ""),
+        ("POST", "/v1/models/half_plus_two:predict", "{}", 400, ""),
+        ("POST", "/v1/models/half_plus_two:predict", '{"instances": [[1], 2]}', 400, ""),
+        ("POST", "/v1/models/half_plus_two:predict", '{"instances": "x"}', 400, ""),
+        ("POST", "/v1/models/echo:predict", '{"inputs": {"i8": [300]}}', 400, "out of range"),
+        ("POST", "/v1/models/echo:predict", '{"inputs": {"s": [{"b64": "!!"}]}}', 400, "b64"),
+        ("POST", "/v1/models/half_plus_two:predict", '{"instances": ["a"]}', 400, "input 'x'"),
+        (
+            "POST",
+            "/v1/models/shapes:predict",
+            '{"signature_name": "two", "instances": [{"a": 1, "b": 2}, {"a": 1}]}',
+            400,
+            "",
+        ),
+        ("GET", "/v1/models/half_plus_two:predict", None, 400, "Malformed request"),
+        ("POST", "/v1/models/half_plus_two", "{}", 400, "Malformed request: POST"),
+        ("DELETE", "/v1/models/half_plus_two", None, 400, "Malformed request: DELETE"),
+        ("GET", "/v1/other", None, 400, "Malformed request: GET /v1/other"),
+        ("POST", "/v1/models/half_plus_two:explain", "{}", 400, "Malformed request"),
+    ],
+)
+async def test_bad_requests_get_tf_servings_status_and_a_json_error(  # noqa: PLR0917
+    http: Running, backend: FakeTFServing, method, path, body, status: int, needle: str
+) -> None:
+    before = backend.calls["Predict"]
+    answer = await call(http, method, path, body)
+    assert answer.status == status, answer.body
+    error = answer.json()["error"]
+    assert isinstance(error, str) and needle in error
+    assert "Traceback" not in error
+    assert backend.calls["Predict"] == before  # refused before TF Serving, or TF Serving refused
+    ok = await call(http, "POST", "/v1/models/half_plus_two:predict", '{"instances": [1]}')
+    assert ok.status == 200  # and tfgate keeps serving
+
+
+async def test_a_body_over_max_message_bytes_is_413(
+    backend: FakeTFServing, start_gateway: StartGateway
+) -> None:
+    gw = await start_http(start_gateway, backend.target, max_message_bytes=4096)
+    body = '{"instances": [' + ", ".join(["1.5"] * 5000) + "]}"
+    answer = await call(gw, "POST", "/v1/models/half_plus_two:predict", body)
+    assert answer.status == 413
+    assert "error" in answer.json()
+    assert backend.calls["Predict"] == 0
+
+
+async def test_the_deadline_header(http: Running, backend: FakeTFServing) -> None:
+    backend.delay = 1.0
+    answer = await call(
+        http,
+        "POST",
+        "/v1/models/half_plus_two:predict",
+        '{"instances": [1]}',
+        {"grpc-timeout": "200m"},
+    )
+    assert answer.status == 504, answer.body
+    backend.delay = 0.0
+    answer = await call(
+        http,
+        "POST",
+        "/v1/models/half_plus_two:predict",
+        '{"instances": [1]}',
+        {"grpc-timeout": "x"},
+    )
+    assert answer.status == 400 and "grpc-timeout" in answer.json()["error"]
+
+
+async def test_one_access_log_line_per_http_call(
+    http: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tfgate.access")
+    await call(http, "POST", "/v1/models/half_plus_two/versions/1:predict", '{"instances": [1]}')
+    await call(http, "POST", "/v1/models/nope:predict", '{"instances": [1]}')
+    lines = [r.getMessage() for r in caplog.records if r.name == "tfgate.access"]
+    assert len(lines) == 2
+    assert lines[0].startswith("predict model=half_plus_two version=1 code=OK ms=")
+    assert lines[0].endswith("front=tfs-http")
+    assert lines[1].startswith("predict model=nope version=- code=NOT_FOUND")
