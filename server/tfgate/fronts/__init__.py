@@ -1,0 +1,1 @@
+"""The fronts: each translates one protocol to the inference core and back."""
