@@ -14,7 +14,9 @@ proto field names; int64 as numbers or strings ("1e3" and "+5" too, as Python's 
 ``null`` for the default; unknown fields, duplicate keys, wrong types, out-of-range ints and
 float literals beyond float32's range all refused with ``InvalidArgument`` naming the field,
 e.g. ``inputs.x.floats[3]: ...``. One deliberate difference: json_format takes ``[]`` or ``""``
-where a message belongs as an empty message; tfgate refuses them, as grpcurl does.
+where a message belongs as an empty message; tfgate refuses them, as grpcurl does. One inherited
+oddity: float32's largest value prints as 3.4028235e+38, a decimal just beyond it, which
+json_format (and so tfgate) refuses to read back; Go's protojson takes it.
 
 The body is parsed by orjson and numeric lists become packed fields through numpy. Where
 orjson's reading could differ from Python's ``json`` (which json_format uses), the body is
@@ -40,10 +42,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -194,65 +197,71 @@ class _Reader:
             yield name, prefix + key, value[key]
 
     def request(self, tree: Any, model: str) -> bytes:
-        found: dict[str, tuple[str, Any]] = {}
-        for name, path, value in self.fields(tree, "body", _REQUEST_FIELDS):
-            found[name] = (path, value)
-        body_model = _string(*found.pop("model", ("model", None)))
+        # Each value is checked as it comes, even one that a later spelling replaces.
+        read: dict[str, Callable[[str, Any], Any]] = {
+            "model": _string,
+            "version": _int64,
+            "version_label": _string,
+            "signature": _string,
+            "output_filter": _strings,
+            "inputs": self.inputs,
+        }
+        found = {
+            name: read[name](path, value)
+            for name, path, value in self.fields(tree, "body", _REQUEST_FIELDS)
+        }
+        body_model = found.get("model", "")
         if body_model and body_model != model:
             raise InvalidArgument(
                 f"model: the body names {body_model!r}, the URL {model!r}; leave it out of the body"
             )
         head = inference_pb2.PredictRequest(
             model=_string("model", model),
-            version=_int64(*found.pop("version", ("version", None))),
-            version_label=_string(*found.pop("version_label", ("version_label", None))),
-            signature=_string(*found.pop("signature", ("signature", None))),
-            output_filter=_strings(*found.pop("output_filter", ("output_filter", None))),
+            version=found.get("version", 0),
+            version_label=found.get("version_label", ""),
+            signature=found.get("signature", ""),
+            output_filter=found.get("output_filter", []),
         )
-        chunks: list[wire.Chunk] = [head.SerializeToString()]
-        path, inputs = found.pop("inputs", ("inputs", None))
-        assert not found, found
-        if inputs is not None:
-            if type(inputs) is not dict:
-                raise InvalidArgument(f"{path}: expects a JSON object, got {_kind(inputs)}")
-            self.keys += len(inputs)
-            for key, value in inputs.items():
-                if _UNPAIRED.search(key):
-                    raise InvalidArgument(f"{path}: the name {key!r} is not valid Unicode")
-                tensor = self.tensor(value, f"{path}.{key}")
-                chunks.append(wire.map_entry_head(5, key, wire.size_of(tensor)))
-                chunks += tensor
-        return b"".join(chunks)
+        return b"".join([head.SerializeToString(), *found.get("inputs", [])])
+
+    def inputs(self, path: str, value: Any) -> list[wire.Chunk]:
+        """PredictRequest.inputs, written: one map entry per tensor."""
+        if value is None:
+            return []
+        if type(value) is not dict:
+            raise InvalidArgument(f"{path}: expects a JSON object, got {_kind(value)}")
+        self.keys += len(value)
+        chunks: list[wire.Chunk] = []
+        for key, item in value.items():
+            if _UNPAIRED.search(key):
+                raise InvalidArgument(f"{path}: the name {key!r} is not valid Unicode")
+            tensor = self.tensor(item, f"{path}.{key}")
+            chunks.append(wire.map_entry_head(5, key, wire.size_of(tensor)))
+            chunks += tensor
+        return chunks
 
     def tensor(self, value: Any, where: str) -> list[wire.Chunk]:
         """A tfgate.v1.Tensor's JSON as its serialized fields."""
-        found: dict[str, tuple[str, Any]] = {}
-        for name, path, item in self.fields(value, where, _TENSOR_FIELDS):
-            found[name] = (path, item)
-        chunks: list[wire.Chunk] = []
-        if "shape" in found:
-            chunks.append(wire.packed_varints(1, _int64s(*found.pop("shape"))))
-        for name, field, element in (("floats", 2, "<f4"), ("doubles", 3, "<f8")):
-            if name in found:
-                values = self.floats(*found.pop(name), float32=field == 2)
-                with np.errstate(over="ignore"):  # a double beyond float32's range: infinity
-                    packed = values.astype(element)
-                if packed.size:
-                    chunks += [wire.header(field, packed.nbytes), wire.view(packed)]
-        if "ints" in found:
-            chunks.append(wire.packed_varints(4, _int64s(*found.pop("ints"))))
-        if "bools" in found:
-            flags = _bools(*found.pop("bools"))
-            if flags.size:
-                chunks += [wire.header(7, flags.size), wire.view(flags.view(np.uint8))]
+        read: dict[str, Callable[[str, Any], Any]] = {
+            "shape": lambda path, v: [wire.packed_varints(1, _int64s(path, v))],
+            "floats": lambda path, v: _packed(2, self.floats(path, v, float32=True), "<f4"),
+            "doubles": lambda path, v: _packed(3, self.floats(path, v, float32=False), "<f8"),
+            "ints": lambda path, v: [wire.packed_varints(4, _int64s(path, v))],
+            "bools": lambda path, v: _packed(7, _bools(path, v), "u1"),
+            "strings": _strings,
+            "bytes_values": _bytes_list,
+            "dtype": _string,
+        }
+        found = {
+            name: read[name](path, item)
+            for name, path, item in self.fields(value, where, _TENSOR_FIELDS)
+        }
         rest = inference_pb2.Tensor(
-            strings=_strings(*found.pop("strings", ("strings", None))),
-            bytes_values=_bytes_list(*found.pop("bytes_values", ("bytes_values", None))),
-            dtype=_string(*found.pop("dtype", ("dtype", None))),
+            strings=found.pop("strings", []),
+            bytes_values=found.pop("bytes_values", []),
+            dtype=found.pop("dtype", ""),
         )
-        assert not found, found
-        chunks.append(rest.SerializeToString())
-        return chunks
+        return [*itertools.chain.from_iterable(found.values()), rest.SerializeToString()]
 
     def floats(self, path: str, value: Any, float32: bool) -> Array:
         """A float or double list as float64 values, checked as json_format checks them."""
@@ -271,6 +280,13 @@ class _Reader:
         return np.array(
             [_float(f"{path}[{i}]", v, float32) for i, v in enumerate(values)], dtype=np.float64
         )
+
+
+def _packed(field: int, values: Array, element: str) -> list[wire.Chunk]:
+    """A packed repeated field of ``values`` as ``element`` (little-endian numpy dtype)."""
+    with np.errstate(over="ignore"):  # a double beyond float32's range becomes infinity
+        out = values.astype(element)
+    return [wire.header(field, out.nbytes), wire.view(out)] if out.size else []
 
 
 def _list(path: str, value: Any) -> list[Any]:
