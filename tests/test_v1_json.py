@@ -375,7 +375,7 @@ def test_numbers_are_read_by_orjson_alone(monkeypatch: pytest.MonkeyPatch) -> No
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("Python's json read the body")
 
-    monkeypatch.setattr(v1_json.json, "loads", refuse)
+    monkeypatch.setattr(json, "loads", refuse)
     got = PredictRequest.FromString(v1_json.predict_request(body, MODEL))
     assert np.array_equal(np.array(got.inputs["x"].floats, dtype=np.float32), values)
     assert list(got.inputs["x"].ints) == list(range(500))
