@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from tfgate.errors import Code
-from tfgate.fronts.http import errors
+from tfgate.fronts.http import errors, v1_json
 
 
 def test_every_code_has_an_http_status() -> None:
@@ -23,7 +23,7 @@ def test_the_usual_mapping() -> None:
 
 
 def test_error_body_names_the_code_and_bounds_the_message() -> None:
-    body = orjson.loads(errors.v1_error_body(Code.NOT_FOUND, "no model 'x'"))
-    assert body == {"code": "NOT_FOUND", "message": "no model 'x'"}
-    long = orjson.loads(errors.v1_error_body(Code.INVALID_ARGUMENT, "y" * 100_000))["message"]
+    body = orjson.loads(v1_json.error_json(Code.NOT_FOUND, errors.bounded("no model 'x'")))
+    assert body == {"code": 5, "status": "NOT_FOUND", "message": "no model 'x'", "details": []}
+    long = errors.bounded("y" * 100_000)
     assert len(long) == errors.MAX_MESSAGE and long.endswith("...")

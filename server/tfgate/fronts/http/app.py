@@ -22,7 +22,7 @@ from aiohttp import web
 from tfgate.calls import Record
 from tfgate.config import Config
 from tfgate.errors import INTERNAL_MESSAGE, Code, GatewayError
-from tfgate.fronts.http import errors, tfserving, tfserving_json, v1
+from tfgate.fronts.http import errors, tfserving, tfserving_json, v1, v1_json
 from tfgate.fronts.http.base import RECORD_KEY, json_response
 from tfgate.inference import Inference
 
@@ -41,7 +41,8 @@ def _error(
     if _tf_serving_route(request):
         http = status or tfserving_json.TFS_HTTP_STATUS[code.name]
         return json_response(tfserving_json.error_body(errors.bounded(message)), http)
-    return json_response(errors.v1_error_body(code, message), status or errors.HTTP_STATUS[code])
+    body = v1_json.error_json(code, errors.bounded(message))
+    return json_response(body, status or errors.HTTP_STATUS[code])
 
 
 @web.middleware

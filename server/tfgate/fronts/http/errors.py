@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Final
 
-import orjson
-
 from tfgate.errors import Code
 
 HTTP_STATUS: Final[dict[Code, int]] = {
@@ -49,7 +47,3 @@ MAX_MESSAGE: Final = 4096
 
 def bounded(message: str) -> str:
     return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
-
-
-def v1_error_body(code: Code, message: str) -> bytes:
-    return orjson.dumps({"code": code.name, "message": bounded(message)})

@@ -74,12 +74,7 @@ class V1Routes:
     async def _get_model(self, request: web.Request, fields: dict[str, str]) -> web.Response:
         record = begin(request, _FRONT, "GetModel", self._timeout)
         record.model = fields["model"]
-        query = request.rel_url.query
-        data = v1_json.get_model_request(
-            fields["model"],
-            query.get("version"),
-            query.get("version_label", query.get("versionLabel")),
-        )
+        data = v1_json.get_model_query(fields["model"], request.rel_url.query.items())
         message = _parse_get_model(data)
         sel = translate.selector(message.model, message.version, message.version_label)
         model = await self._inference.get_model(sel, record.call)

@@ -56,7 +56,7 @@ from google.protobuf.message import Message
 
 from tfgate import wire
 from tfgate.dtypes import DType
-from tfgate.errors import InvalidArgument, Unsupported
+from tfgate.errors import Code, InvalidArgument, Unsupported
 from tfgate.tensors import Array, bfloat16_to_float32
 from tfgate.v1 import inference_pb2
 
@@ -71,26 +71,6 @@ _UNPAIRED: Final = re.compile(
 # Every JSON string, and whether a colon follows it (then it is a key).
 _STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"[ \t\n\r]*(:?)')
 
-# google.rpc.Code: name → number.
-STATUS_CODES: Final[dict[str, int]] = {
-    "OK": 0,
-    "CANCELLED": 1,
-    "UNKNOWN": 2,
-    "INVALID_ARGUMENT": 3,
-    "DEADLINE_EXCEEDED": 4,
-    "NOT_FOUND": 5,
-    "ALREADY_EXISTS": 6,
-    "PERMISSION_DENIED": 7,
-    "RESOURCE_EXHAUSTED": 8,
-    "FAILED_PRECONDITION": 9,
-    "ABORTED": 10,
-    "OUT_OF_RANGE": 11,
-    "UNIMPLEMENTED": 12,
-    "INTERNAL": 13,
-    "UNAVAILABLE": 14,
-    "DATA_LOSS": 15,
-    "UNAUTHENTICATED": 16,
-}
 
 
 def _names(message: Any) -> dict[str, str]:
@@ -543,9 +523,6 @@ def message_json(message: Message) -> bytes:
     return orjson.dumps(json_format.MessageToDict(message))
 
 
-def error_json(code_name: str, message: str) -> bytes:
+def error_json(code: Code, message: str) -> bytes:
     """The body of an error answer: google.rpc.Status's JSON plus the code's name."""
-    code = STATUS_CODES.get(code_name)
-    if code is None:
-        raise ValueError(f"not a status code name: {code_name!r}")
-    return orjson.dumps({"code": code, "status": code_name, "message": message, "details": []})
+    return orjson.dumps({"code": code.value, "status": code.name, "message": message, "details": []})
