@@ -24,7 +24,8 @@ $(STAMP): pyproject.toml requirements/runtime.txt requirements/dev.txt $(TFS_PIN
 
 venv: $(STAMP)
 
-# Regenerates protos/tensorflow*/ from the descriptors inside the pinned wheels.
+# Regenerates protos/tensorflow*/, protos/xla/ and protos/google/api/ from the descriptors inside
+# the pinned wheels.
 protos: $(STAMP)
 	$(PY) scripts/protos_from_wheels.py --out protos
 

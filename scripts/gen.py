@@ -3,11 +3,15 @@
     protos/tfgate/v1/inference.proto         -> tfgate.v1.inference_pb2 (+ _pb2_grpc)
     protos/tensorflow_serving/apis/x.proto   -> tfgate.tfs.tensorflow_serving.apis.x_pb2
     protos/tensorflow/core/framework/y.proto -> tfgate.tfs.tensorflow.core.framework.y_pb2
+    protos/google/api/annotations.proto      -> tfgate.tfs.google.api.annotations_pb2
 
-The TF Serving closure (every top-level directory of protos/ but tfgate/) is generated under the
-`tfgate.tfs` namespace, and the generated imports are rewritten to match, so that installing tfgate
-never creates top-level `tensorflow`, `tensorflow_serving` or `xla` packages. The descriptors keep
-their file names and proto packages: the wire format and the method paths stay TF Serving's own.
+The vendored protos (every top-level directory of protos/ but tfgate/: TF Serving's closure and
+google/api/) are generated under the `tfgate.tfs` namespace, and the generated imports, tfgate.v1's
+included, are rewritten to match, so that installing tfgate never creates top-level `tensorflow`,
+`tensorflow_serving`, `xla` or `google.api` packages. `google` itself is shared with the protobuf
+runtime, whose `google.protobuf` imports stay as they are: only the google/<x>/ directories that
+protos/ holds are renamed. The descriptors keep their file names and proto packages: the wire
+format and the method paths stay TF Serving's own.
 gRPC stubs are generated only for files that define services. No __init__.py anywhere: `tfgate` is
 a namespace package joined from server/ and gen/.
 
@@ -37,6 +41,9 @@ PROTOS = ROOT / "protos"
 GEN = ROOT / "gen"
 DOMAIN = "tfgate"  # protos/tfgate/ -> gen/tfgate/
 VENDOR_PACKAGE = "tfgate.tfs"  # everything else in protos/ -> gen/tfgate/tfs/
+# Top-level directories of protos/ that name a namespace other packages share (google.protobuf is
+# the protobuf runtime): their subdirectories, not they, are the vendored packages.
+SHARED_NAMESPACES = {"google"}
 WELL_KNOWN_INCLUDE = Path(grpc_tools.__file__).parent / "_proto"
 # The venv's bin directory; not resolved, since a venv's python is a symlink out of it.
 BIN = Path(sys.executable).parent
@@ -58,6 +65,22 @@ def vendor_roots() -> list[str]:
     return sorted(
         p.name for p in PROTOS.iterdir() if p.is_dir() and p.name != DOMAIN and proto_files(p.name)
     )
+
+
+def vendor_packages() -> list[str]:
+    """The Python packages the vendored protos compile to, which get the VENDOR_PACKAGE prefix."""
+    packages = []
+    for root in vendor_roots():
+        if root in SHARED_NAMESPACES:
+            children = sorted(p.name for p in (PROTOS / root).iterdir() if p.is_dir())
+            packages += [f"{root}.{child}" for child in children if proto_files(f"{root}/{child}")]
+        else:
+            packages.append(root)
+    return packages
+
+
+def _within(name: str, packages: Iterable[str]) -> bool:
+    return any(name == p or name.startswith(f"{p}.") for p in packages)
 
 
 def files_with_services(files: Sequence[str], tmp: Path) -> list[str]:
@@ -93,10 +116,11 @@ def compile_tree(files: Sequence[str], out: Path, tmp: Path) -> None:
 _MODULE_NAME = re.compile(r"(BuildTopDescriptorsAndMessages\(DESCRIPTOR, ')([\w.]+)(')")
 
 
-def rewrite_imports(source: str, roots: Iterable[str], package: str) -> str:
-    """Prefix `package.` to every dotted name starting with one of `roots` (outside strings),
-    and to the module name the generated code registers its classes under."""
-    roots = set(roots)
+def rewrite_imports(source: str, packages: Iterable[str], package: str) -> str:
+    """Prefix `package.` to every dotted name (outside strings) in one of `packages`, e.g.
+    `google.api` in `google.api.http_pb2` but not in `google.protobuf`, and to the module name
+    the generated code registers its classes under."""
+    packages = set(packages)
     tokens = [
         t
         for t in tokenize.generate_tokens(io.StringIO(source).readline)
@@ -104,15 +128,22 @@ def rewrite_imports(source: str, roots: Iterable[str], package: str) -> str:
     ]
     edits: list[tuple[int, int]] = []  # (row, col) of names to prefix
     for i, token in enumerate(tokens):
-        if token.type != tokenize.NAME or token.string not in roots:
+        if token.type != tokenize.NAME:
             continue
         before = tokens[i - 1] if i else None
-        after = tokens[i + 1] if i + 1 < len(tokens) else None
         if before is not None and before.string == ".":
             continue  # an attribute, not the start of a module path
-        if (after is not None and after.string == ".") or (
-            before is not None and before.string in ("import", "from")
+        parts = [token.string]
+        j = i + 1
+        while (
+            j + 1 < len(tokens) and tokens[j].string == "." and tokens[j + 1].type == tokenize.NAME
         ):
+            parts.append(tokens[j + 1].string)
+            j += 2
+        # A bare name is a module only right after `import` or `from`; a dotted one always is
+        # (no generated code has a variable named like a vendored package's root).
+        is_module = len(parts) > 1 or (before is not None and before.string in ("import", "from"))
+        if is_module and _within(".".join(parts), packages):
             edits.append(token.start)
     lines = source.splitlines(keepends=True)
     for row, col in sorted(edits, reverse=True):
@@ -122,7 +153,7 @@ def rewrite_imports(source: str, roots: Iterable[str], package: str) -> str:
 
     def module_name(match: re.Match[str]) -> str:
         name = match.group(2)
-        if name.split(".", 1)[0] in roots:
+        if _within(name, packages):
             name = f"{package}.{name}"
         return f"{match.group(1)}{name}{match.group(3)}"
 
@@ -145,21 +176,19 @@ def generate() -> dict[str, bytes]:
         tmp = Path(tmp_name)
         out = tmp / "out"
         compile_tree(proto_files(DOMAIN), out, tmp)
-        roots = vendor_roots()
         vendor_out = out.joinpath(*VENDOR_PACKAGE.split("."))
-        compile_tree([f for root in roots for f in proto_files(root)], vendor_out, tmp)
+        compile_tree([f for root in vendor_roots() for f in proto_files(root)], vendor_out, tmp)
+        packages = vendor_packages()
         result = {}
         for path in sorted(out.rglob("*")):
             if path.is_dir():
                 continue
             relative = path.relative_to(out).as_posix()
-            data = path.read_bytes()
-            if path.is_relative_to(vendor_out):
-                text = rewrite_imports(data.decode(), roots, VENDOR_PACKAGE)
-                leaked = {m for m in imported_modules(text) if m.split(".", 1)[0] in roots}
-                if leaked:
-                    raise SystemExit(f"{relative}: imports left unrewritten: {sorted(leaked)}")
-                data = text.encode()
+            text = rewrite_imports(path.read_bytes().decode(), packages, VENDOR_PACKAGE)
+            leaked = {m for m in imported_modules(text) if _within(m, packages)}
+            if leaked:
+                raise SystemExit(f"{relative}: imports left unrewritten: {sorted(leaked)}")
+            data = text.encode()
             result[relative] = data
         return result
 

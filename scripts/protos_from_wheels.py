@@ -1,12 +1,18 @@
-"""Write TF Serving's .proto files from the descriptors inside the pinned wheels.
+"""Write the vendored .proto files from the descriptors inside pinned wheels.
 
-The tensorflow-serving-api wheel ships compiled `_pb2` modules, not .proto sources. Each module
-carries its serialized FileDescriptorProto; this script walks the dependency closure of the two
-services tfgate calls (PredictionService, ModelService) and prints every file back as .proto text
-under --out, keeping paths, packages, names and field numbers as they are. google/protobuf/* is
+Two wheels ship compiled `_pb2` modules, not .proto sources:
+
+    tensorflow-serving-api    (requirements/tfserving.txt)  TF Serving's API: tensorflow*/, xla/
+    googleapis-common-protos  (requirements/dev.txt)        google/api/{annotations,http}.proto,
+                                                            the google.api.http route options
+
+Each module carries its serialized FileDescriptorProto; this script walks the dependency closure
+of the modules tfgate needs from each wheel (the two services tfgate calls, PredictionService and
+ModelService; the google.api.http annotation) and prints every file back as .proto text under
+--out, keeping paths, packages, names, field numbers and options as they are. google/protobuf/* is
 left out: protoc ships it.
 
-The printed text compiles back to descriptors equal to the wheel's (tests/test_protos.py checks).
+The printed text compiles back to descriptors equal to the wheels' (tests/test_protos.py checks).
 Descriptors carry no comments, so the files have none besides a header.
 
 This is the only tfgate code that imports TensorFlow, and only when run.
@@ -19,7 +25,8 @@ import importlib.metadata
 import math
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,13 +35,35 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 ROOT = Path(__file__).resolve().parent.parent
-PIN_FILE = ROOT / "requirements" / "tfserving.txt"
-PIN_NAME = "tensorflow-serving-api"
-OFFICIAL_MODULES = (
-    "tensorflow_serving.apis.prediction_service_pb2",
-    "tensorflow_serving.apis.model_service_pb2",
-)
 BUNDLED_PREFIX = "google/protobuf/"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A pinned wheel, and the compiled modules of it whose import closure protos/ holds."""
+
+    distribution: str
+    pin_file: Path
+    modules: tuple[str, ...]
+    see_also: str  # where the comments the descriptors lack are
+
+
+TF_SERVING = Source(
+    "tensorflow-serving-api",
+    ROOT / "requirements" / "tfserving.txt",
+    (
+        "tensorflow_serving.apis.prediction_service_pb2",
+        "tensorflow_serving.apis.model_service_pb2",
+    ),
+    "TF Serving's sources",
+)
+GOOGLE_API = Source(
+    "googleapis-common-protos",
+    ROOT / "requirements" / "dev.txt",
+    ("google.api.annotations_pb2", "google.api.http_pb2"),
+    "github.com/googleapis/googleapis",
+)
+SOURCES = (TF_SERVING, GOOGLE_API)
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -62,21 +91,22 @@ _MAX_FIELD_END = 2**29
 _MAX_ENUM_VALUE = 2**31 - 1
 
 
-def read_pin() -> str:
-    """The tensorflow-serving-api version pinned in requirements/tfserving.txt."""
-    for line in PIN_FILE.read_text().splitlines():
-        match = re.fullmatch(rf"\s*{re.escape(PIN_NAME)}\s*==\s*([^\s#;]+).*", line)
+def read_pin(source: Source) -> str:
+    """The version of `source` pinned in its requirements file."""
+    name = re.escape(source.distribution)
+    for line in source.pin_file.read_text().splitlines():
+        match = re.fullmatch(rf"\s*{name}\s*==\s*([^\s#;]+).*", line)
         if match:
             return match.group(1)
-    raise SystemExit(f"{PIN_FILE}: no `{PIN_NAME}==<version>` line")
+    raise SystemExit(f"{source.pin_file}: no `{source.distribution}==<version>` line")
 
 
-def wheel_descriptors() -> list[descriptor_pb2.FileDescriptorProto]:
-    """The FileDescriptorProtos of the official services and everything they import."""
+def wheel_descriptors(source: Source) -> list[descriptor_pb2.FileDescriptorProto]:
+    """The FileDescriptorProtos of `source`'s modules and everything they import."""
     import importlib
 
     found: dict[str, descriptor_pb2.FileDescriptorProto] = {}
-    pending = [importlib.import_module(name).DESCRIPTOR for name in OFFICIAL_MODULES]
+    pending = [importlib.import_module(name).DESCRIPTOR for name in source.modules]
     while pending:
         file = pending.pop()
         if file.name in found:
@@ -552,11 +582,26 @@ def render_all(
     }
 
 
-def header(version: str) -> list[str]:
+def header(source: Source, version: str) -> list[str]:
+    pin = f"{source.distribution}=={version}"
     return [
-        f"Generated from the {PIN_NAME}=={version} wheel's descriptors by `make protos`.",
-        "DO NOT EDIT. The descriptors carry no comments: see TF Serving's sources for those.",
+        f"Generated from the {pin} wheel's descriptors by `make protos`.",
+        f"DO NOT EDIT. The descriptors carry no comments: see {source.see_also} for those.",
     ]
+
+
+def render_sources(
+    files: Mapping[Source, Sequence[descriptor_pb2.FileDescriptorProto]],
+) -> dict[str, str]:
+    """Path -> .proto text for every source's files, each under the header naming its pin."""
+    texts: dict[str, str] = {}
+    for source, source_files in files.items():
+        rendered = render_all(source_files, header(source, read_pin(source)))
+        clash = sorted(rendered.keys() & texts.keys())
+        if clash:
+            raise ValueError(f"{source.distribution} ships files another source does: {clash}")
+        texts.update(rendered)
+    return texts
 
 
 def write_tree(out: Path, texts: dict[str, str]) -> list[Path]:
@@ -580,11 +625,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="root of the .proto tree")
     args = parser.parse_args(argv)
-    version = read_pin()
-    installed = importlib.metadata.version(PIN_NAME)
-    if installed != version:
-        raise SystemExit(f"{PIN_NAME} {installed} is installed but {PIN_FILE} pins {version}")
-    texts = render_all(wheel_descriptors(), header(version))
+    for source in SOURCES:
+        pinned, installed = read_pin(source), importlib.metadata.version(source.distribution)
+        if installed != pinned:
+            raise SystemExit(
+                f"{source.distribution} {installed} is installed, {source.pin_file} pins {pinned}"
+            )
+    texts = render_sources({source: wheel_descriptors(source) for source in SOURCES})
     written = write_tree(args.out, texts)
     print(f"{len(texts)} files under {args.out}, {len(written)} changed", file=sys.stderr)
     return 0

@@ -1,6 +1,7 @@
 """The official TF Serving side of the compatibility tests, run in a subprocess.
 
-    python -m tests.official_side descriptors OUT   # the wheel's FileDescriptorSet
+    python -m tests.official_side descriptors OUT   # OUT/<distribution>.pb: each wheel's
+                                                    # FileDescriptorSet (make protos' sources)
     python -m tests.official_side roundtrip IN OUT  # parse tfgate's bytes, build the same cases
 
 It imports tensorflow_serving's own modules, which register the same proto names as tfgate's stubs
@@ -14,7 +15,6 @@ roundtrip reads {"cases": {name: {"type": full name, "data": base64}}} and write
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 import os
 import subprocess
@@ -23,13 +23,10 @@ from pathlib import Path
 
 from google.protobuf import descriptor_pb2
 
+from scripts import protos_from_wheels
 from tests import wire_cases
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = (
-    "tensorflow_serving.apis.prediction_service_pb2",
-    "tensorflow_serving.apis.model_service_pb2",
-)
 
 
 def run(*args: str) -> None:
@@ -59,17 +56,11 @@ def run(*args: str) -> None:
     assert result.returncode == 0, f"the official side failed:\n{result.stderr[-5000:]}"
 
 
-def descriptors() -> bytes:
-    out = descriptor_pb2.FileDescriptorSet()
-    seen = set()
-    pending = [importlib.import_module(name).DESCRIPTOR for name in SERVICES]
-    while pending:
-        file = pending.pop()
-        if file.name not in seen:
-            seen.add(file.name)
-            out.file.add().ParseFromString(file.serialized_pb)
-            pending.extend(file.dependencies)
-    return out.SerializeToString()
+def descriptors(out: Path) -> None:
+    """One FileDescriptorSet per source of `make protos`, by the source's distribution name."""
+    for source in protos_from_wheels.SOURCES:
+        files = descriptor_pb2.FileDescriptorSet(file=protos_from_wheels.wheel_descriptors(source))
+        (out / f"{source.distribution}.pb").write_bytes(files.SerializeToString())
 
 
 def roundtrip(request: dict[str, dict[str, dict[str, str]]]) -> dict[str, object]:
@@ -97,7 +88,7 @@ def roundtrip(request: dict[str, dict[str, dict[str, str]]]) -> dict[str, object
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["descriptors"] and len(argv) == 2:
-        Path(argv[1]).write_bytes(descriptors())
+        descriptors(Path(argv[1]))
     elif argv[:1] == ["roundtrip"] and len(argv) == 3:
         request = json.loads(Path(argv[1]).read_text())
         Path(argv[2]).write_text(json.dumps(roundtrip(request)))

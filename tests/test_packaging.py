@@ -81,9 +81,12 @@ def test_installed_tfgate_runs_without_tensorflow(wheel: Path, tmp_path: Path) -
     )
     assert not (site / "tensorflow").exists()
     assert not (site / "tensorflow_serving").exists()
+    # googleapis-common-protos is a build-time dependency: tfgate.v1's google.api.http options
+    # come from gen/'s own tfgate.tfs.google.api.
     probe = (
-        "import sys, tfgate.app, tfgate.cli; "
+        "import sys, tfgate.app, tfgate.cli, tfgate.v1.inference_pb2; "
         "assert 'tensorflow' not in sys.modules and 'tensorflow_serving' not in sys.modules; "
+        "assert 'google.api' not in sys.modules; "
         "print('ok')"
     )
     done = subprocess.run(

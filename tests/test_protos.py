@@ -1,4 +1,5 @@
-"""protos/ and gen/ hold TF Serving's own API, and tfgate's stubs never bring TensorFlow in.
+"""protos/ and gen/ hold TF Serving's own API and google/api/, as the pinned wheels ship them,
+and tfgate's stubs never bring TensorFlow in.
 
 The official descriptors come from a subprocess (tests/official_side.py): tfgate's stubs, imported
 here, register the same proto names as the official modules.
@@ -27,11 +28,28 @@ FileProto = descriptor_pb2.FileDescriptorProto
 
 
 @pytest.fixture(scope="module")
-def wheel_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, FileProto]:
-    """The wheel's FileDescriptorProtos by file name, google/protobuf/* included."""
-    out = tmp_path_factory.mktemp("official") / "descriptors.pb"
+def wheel_sources(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[protos_from_wheels.Source, list[FileProto]]:
+    """Each wheel's FileDescriptorProtos, google/protobuf/* included."""
+    out = tmp_path_factory.mktemp("official")
     official_side.run("descriptors", str(out))
-    return {f.name: f for f in descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file}
+    return {
+        source: list(
+            descriptor_pb2.FileDescriptorSet.FromString(
+                (out / f"{source.distribution}.pb").read_bytes()
+            ).file
+        )
+        for source in protos_from_wheels.SOURCES
+    }
+
+
+@pytest.fixture(scope="module")
+def wheel_files(
+    wheel_sources: dict[protos_from_wheels.Source, list[FileProto]],
+) -> dict[str, FileProto]:
+    """The wheels' FileDescriptorProtos by file name."""
+    return {f.name: f for files in wheel_sources.values() for f in files}
 
 
 def vendored(files: dict[str, FileProto]) -> dict[str, FileProto]:
@@ -112,12 +130,84 @@ def test_generated_modules_carry_the_wheel_descriptors(wheel_files: dict[str, Fi
         assert_same(FileProto.FromString(module.DESCRIPTOR.serialized_pb), theirs)
 
 
-def test_protos_are_what_make_protos_prints(wheel_files: dict[str, FileProto]) -> None:
-    """No hand edits, and the header names the pinned release."""
-    header = protos_from_wheels.header(protos_from_wheels.read_pin())
-    texts = protos_from_wheels.render_all(list(wheel_files.values()), header)
+def test_protos_are_what_make_protos_prints(
+    wheel_sources: dict[protos_from_wheels.Source, list[FileProto]],
+) -> None:
+    """No hand edits, and each header names its pinned release."""
+    texts = protos_from_wheels.render_sources(wheel_sources)
     stale = [n for n, t in sorted(texts.items()) if (gen.PROTOS / n).read_text() != t]
     assert stale == [], "run `make protos`"
+    for source in protos_from_wheels.SOURCES:
+        pin = f"{source.distribution}=={protos_from_wheels.read_pin(source)}"
+        assert any(pin in text for text in texts.values()), pin
+
+
+def test_google_api_is_vendored_from_googleapis_common_protos(
+    wheel_sources: dict[protos_from_wheels.Source, list[FileProto]],
+) -> None:
+    names = {f.name for f in wheel_sources[protos_from_wheels.GOOGLE_API]}
+    assert {"google/api/annotations.proto", "google/api/http.proto"} <= names
+    assert gen.vendor_packages() == ["google.api", "tensorflow", "tensorflow_serving", "xla"]
+    from tfgate.tfs.google.api import annotations_pb2, http_pb2
+
+    assert annotations_pb2.DESCRIPTOR.package == "google.api"
+    assert annotations_pb2.http.number == 72295728
+    assert annotations_pb2.http.message_type is http_pb2.HttpRule.DESCRIPTOR
+
+
+def test_tfgate_v1_imports_the_vendored_google_api() -> None:
+    path = GEN / "tfgate" / "v1" / "inference_pb2.py"
+    source = path.read_text()
+    assert "\nfrom tfgate.tfs.google.api import annotations_pb2 " in source
+    assert not [m for m in gen.imported_modules(source) if m.startswith("google.api")]
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("tfgate.v1.inference_pb2", "google.api.annotations_pb2"),
+        ("google.api.annotations_pb2", "tfgate.v1.inference_pb2"),
+    ],
+)
+def test_vendored_google_api_coexists_with_the_real_one(first: str, second: str) -> None:
+    """tfgate.tfs.google.api registers google/api/*.proto in the default pool, as the real
+    google.api package does: the two serialized descriptors are identical, so either import
+    order works and both see one `google.api.http` extension."""
+    script = (
+        "import importlib, sys\n"
+        f"importlib.import_module({first!r}); importlib.import_module({second!r})\n"
+        "from google.api import annotations_pb2 as real\n"
+        "from tfgate.tfs.google.api import annotations_pb2 as ours\n"
+        "from tfgate.v1 import inference_pb2\n"
+        "method = inference_pb2.DESCRIPTOR.services_by_name['InferenceService']"
+        ".methods_by_name['Predict']\n"
+        "print(method.GetOptions().Extensions[real.http].post)\n"
+        "print(real.DESCRIPTOR.serialized_pb == ours.DESCRIPTOR.serialized_pb)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["/tfgate/v1/models/{model}:predict", "True"]
+
+
+def test_rewrite_imports_leaves_google_protobuf_alone() -> None:
+    source = (
+        "from google.api import http_pb2 as google_dot_api_dot_http__pb2\n"
+        "from google.protobuf import descriptor_pb2\n"
+        "import google.api.http_pb2\n"
+        "x: google.api.http_pb2.HttpRule\n"
+        "y = other.google.api\n"
+        "_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'google.api.http_pb2', g)\n"
+    )
+    assert gen.rewrite_imports(source, ["google.api", "xla"], "tfgate.tfs") == (
+        "from tfgate.tfs.google.api import http_pb2 as google_dot_api_dot_http__pb2\n"
+        "from google.protobuf import descriptor_pb2\n"
+        "import tfgate.tfs.google.api.http_pb2\n"
+        "x: tfgate.tfs.google.api.http_pb2.HttpRule\n"
+        "y = other.google.api\n"
+        "_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tfgate.tfs.google.api.http_pb2', g)\n"
+    )
 
 
 def test_method_paths_are_tf_servings() -> None:

@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from tfgate.tfs.google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tfgate/v1/inference.proto\x12\ttfgate.v1\"\xea\x01\n\x0ePredictRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x15\n\rversion_label\x18\x03 \x01(\t\x12\x11\n\tsignature\x18\x04 \x01(\t\x12\x35\n\x06inputs\x18\x05 \x03(\x0b\x32%.tfgate.v1.PredictRequest.InputsEntry\x12\x15\n\routput_filter\x18\x06 \x03(\t\x1a@\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12 \n\x05value\x18\x02 \x01(\x0b\x32\x11.tfgate.v1.Tensor:\x02\x38\x01\"\xc1\x01\n\x0fPredictResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x11\n\tsignature\x18\x03 \x01(\t\x12\x38\n\x07outputs\x18\x04 \x03(\x0b\x32\'.tfgate.v1.PredictResponse.OutputsEntry\x1a\x41\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12 \n\x05value\x18\x02 \x01(\x0b\x32\x11.tfgate.v1.Tensor:\x02\x38\x01\"\x8b\x01\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12\x0e\n\x06\x66loats\x18\x02 \x03(\x02\x12\x0f\n\x07\x64oubles\x18\x03 \x03(\x01\x12\x0c\n\x04ints\x18\x04 \x03(\x03\x12\x0f\n\x07strings\x18\x05 \x03(\t\x12\x14\n\x0c\x62ytes_values\x18\x06 \x03(\x0c\x12\r\n\x05\x62ools\x18\x07 \x03(\x08\x12\r\n\x05\x64type\x18\x08 \x01(\t\"H\n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x15\n\rversion_label\x18\x03 \x01(\t\"\xe2\x02\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12)\n\x08versions\x18\x03 \x03(\x0b\x32\x17.tfgate.v1.ModelVersion\x12\x34\n\nsignatures\x18\x04 \x03(\x0b\x32 .tfgate.v1.Model.SignaturesEntry\x12\x41\n\x11\x64omain_signatures\x18\x05 \x03(\x0b\x32&.tfgate.v1.Model.DomainSignaturesEntry\x1aG\n\x0fSignaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.tfgate.v1.Signature:\x02\x38\x01\x1aM\n\x15\x44omainSignaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.tfgate.v1.Signature:\x02\x38\x01\"=\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\x8e\x02\n\tSignature\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x30\n\x06inputs\x18\x02 \x03(\x0b\x32 .tfgate.v1.Signature.InputsEntry\x12\x32\n\x07outputs\x18\x03 \x03(\x0b\x32!.tfgate.v1.Signature.OutputsEntry\x1a\x44\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.tfgate.v1.TensorSpec:\x02\x38\x01\x1a\x45\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.tfgate.v1.TensorSpec:\x02\x38\x01\"p\n\nTensorSpec\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x14\n\x0cunknown_rank\x18\x03 \x01(\x08\x12\r\n\x05\x61lias\x18\x04 \x01(\t\x12\r\n\x05steps\x18\x05 \x03(\t\x12\x10\n\x08optional\x18\x06 \x01(\x08\x32\x8e\x01\n\x10InferenceService\x12@\n\x07Predict\x12\x19.tfgate.v1.PredictRequest\x1a\x1a.tfgate.v1.PredictResponse\x12\x38\n\x08GetModel\x12\x1a.tfgate.v1.GetModelRequest\x1a\x10.tfgate.v1.Modelb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tfgate/v1/inference.proto\x12\ttfgate.v1\x1a\x1cgoogle/api/annotations.proto\"\xea\x01\n\x0ePredictRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x15\n\rversion_label\x18\x03 \x01(\t\x12\x11\n\tsignature\x18\x04 \x01(\t\x12\x35\n\x06inputs\x18\x05 \x03(\x0b\x32%.tfgate.v1.PredictRequest.InputsEntry\x12\x15\n\routput_filter\x18\x06 \x03(\t\x1a@\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12 \n\x05value\x18\x02 \x01(\x0b\x32\x11.tfgate.v1.Tensor:\x02\x38\x01\"\xc1\x01\n\x0fPredictResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x11\n\tsignature\x18\x03 \x01(\t\x12\x38\n\x07outputs\x18\x04 \x03(\x0b\x32\'.tfgate.v1.PredictResponse.OutputsEntry\x1a\x41\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12 \n\x05value\x18\x02 \x01(\x0b\x32\x11.tfgate.v1.Tensor:\x02\x38\x01\"\x8b\x01\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12\x0e\n\x06\x66loats\x18\x02 \x03(\x02\x12\x0f\n\x07\x64oubles\x18\x03 \x03(\x01\x12\x0c\n\x04ints\x18\x04 \x03(\x03\x12\x0f\n\x07strings\x18\x05 \x03(\t\x12\x14\n\x0c\x62ytes_values\x18\x06 \x03(\x0c\x12\r\n\x05\x62ools\x18\x07 \x03(\x08\x12\r\n\x05\x64type\x18\x08 \x01(\t\"H\n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x15\n\rversion_label\x18\x03 \x01(\t\"\xe2\x02\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12)\n\x08versions\x18\x03 \x03(\x0b\x32\x17.tfgate.v1.ModelVersion\x12\x34\n\nsignatures\x18\x04 \x03(\x0b\x32 .tfgate.v1.Model.SignaturesEntry\x12\x41\n\x11\x64omain_signatures\x18\x05 \x03(\x0b\x32&.tfgate.v1.Model.DomainSignaturesEntry\x1aG\n\x0fSignaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.tfgate.v1.Signature:\x02\x38\x01\x1aM\n\x15\x44omainSignaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.tfgate.v1.Signature:\x02\x38\x01\"=\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\x8e\x02\n\tSignature\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x30\n\x06inputs\x18\x02 \x03(\x0b\x32 .tfgate.v1.Signature.InputsEntry\x12\x32\n\x07outputs\x18\x03 \x03(\x0b\x32!.tfgate.v1.Signature.OutputsEntry\x1a\x44\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.tfgate.v1.TensorSpec:\x02\x38\x01\x1a\x45\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.tfgate.v1.TensorSpec:\x02\x38\x01\"p\n\nTensorSpec\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x14\n\x0cunknown_rank\x18\x03 \x01(\x08\x12\r\n\x05\x61lias\x18\x04 \x01(\t\x12\r\n\x05steps\x18\x05 \x03(\t\x12\x10\n\x08optional\x18\x06 \x01(\x08\x32\xdf\x01\n\x10InferenceService\x12n\n\x07Predict\x12\x19.tfgate.v1.PredictRequest\x1a\x1a.tfgate.v1.PredictResponse\",\x82\xd3\xe4\x93\x02&\"!/tfgate/v1/models/{model}:predict:\x01*\x12[\n\x08GetModel\x12\x1a.tfgate.v1.GetModelRequest\x1a\x10.tfgate.v1.Model\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/tfgate/v1/models/{model}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,34 +44,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIGNATURE_INPUTSENTRY']._serialized_options = b'8\001'
   _globals['_SIGNATURE_OUTPUTSENTRY']._loaded_options = None
   _globals['_SIGNATURE_OUTPUTSENTRY']._serialized_options = b'8\001'
-  _globals['_PREDICTREQUEST']._serialized_start=41
-  _globals['_PREDICTREQUEST']._serialized_end=275
-  _globals['_PREDICTREQUEST_INPUTSENTRY']._serialized_start=211
-  _globals['_PREDICTREQUEST_INPUTSENTRY']._serialized_end=275
-  _globals['_PREDICTRESPONSE']._serialized_start=278
-  _globals['_PREDICTRESPONSE']._serialized_end=471
-  _globals['_PREDICTRESPONSE_OUTPUTSENTRY']._serialized_start=406
-  _globals['_PREDICTRESPONSE_OUTPUTSENTRY']._serialized_end=471
-  _globals['_TENSOR']._serialized_start=474
-  _globals['_TENSOR']._serialized_end=613
-  _globals['_GETMODELREQUEST']._serialized_start=615
-  _globals['_GETMODELREQUEST']._serialized_end=687
-  _globals['_MODEL']._serialized_start=690
-  _globals['_MODEL']._serialized_end=1044
-  _globals['_MODEL_SIGNATURESENTRY']._serialized_start=894
-  _globals['_MODEL_SIGNATURESENTRY']._serialized_end=965
-  _globals['_MODEL_DOMAINSIGNATURESENTRY']._serialized_start=967
-  _globals['_MODEL_DOMAINSIGNATURESENTRY']._serialized_end=1044
-  _globals['_MODELVERSION']._serialized_start=1046
-  _globals['_MODELVERSION']._serialized_end=1107
-  _globals['_SIGNATURE']._serialized_start=1110
-  _globals['_SIGNATURE']._serialized_end=1380
-  _globals['_SIGNATURE_INPUTSENTRY']._serialized_start=1241
-  _globals['_SIGNATURE_INPUTSENTRY']._serialized_end=1309
-  _globals['_SIGNATURE_OUTPUTSENTRY']._serialized_start=1311
-  _globals['_SIGNATURE_OUTPUTSENTRY']._serialized_end=1380
-  _globals['_TENSORSPEC']._serialized_start=1382
-  _globals['_TENSORSPEC']._serialized_end=1494
-  _globals['_INFERENCESERVICE']._serialized_start=1497
-  _globals['_INFERENCESERVICE']._serialized_end=1639
+  _globals['_INFERENCESERVICE'].methods_by_name['Predict']._loaded_options = None
+  _globals['_INFERENCESERVICE'].methods_by_name['Predict']._serialized_options = b'\202\323\344\223\002&\"!/tfgate/v1/models/{model}:predict:\001*'
+  _globals['_INFERENCESERVICE'].methods_by_name['GetModel']._loaded_options = None
+  _globals['_INFERENCESERVICE'].methods_by_name['GetModel']._serialized_options = b'\202\323\344\223\002\033\022\031/tfgate/v1/models/{model}'
+  _globals['_PREDICTREQUEST']._serialized_start=71
+  _globals['_PREDICTREQUEST']._serialized_end=305
+  _globals['_PREDICTREQUEST_INPUTSENTRY']._serialized_start=241
+  _globals['_PREDICTREQUEST_INPUTSENTRY']._serialized_end=305
+  _globals['_PREDICTRESPONSE']._serialized_start=308
+  _globals['_PREDICTRESPONSE']._serialized_end=501
+  _globals['_PREDICTRESPONSE_OUTPUTSENTRY']._serialized_start=436
+  _globals['_PREDICTRESPONSE_OUTPUTSENTRY']._serialized_end=501
+  _globals['_TENSOR']._serialized_start=504
+  _globals['_TENSOR']._serialized_end=643
+  _globals['_GETMODELREQUEST']._serialized_start=645
+  _globals['_GETMODELREQUEST']._serialized_end=717
+  _globals['_MODEL']._serialized_start=720
+  _globals['_MODEL']._serialized_end=1074
+  _globals['_MODEL_SIGNATURESENTRY']._serialized_start=924
+  _globals['_MODEL_SIGNATURESENTRY']._serialized_end=995
+  _globals['_MODEL_DOMAINSIGNATURESENTRY']._serialized_start=997
+  _globals['_MODEL_DOMAINSIGNATURESENTRY']._serialized_end=1074
+  _globals['_MODELVERSION']._serialized_start=1076
+  _globals['_MODELVERSION']._serialized_end=1137
+  _globals['_SIGNATURE']._serialized_start=1140
+  _globals['_SIGNATURE']._serialized_end=1410
+  _globals['_SIGNATURE_INPUTSENTRY']._serialized_start=1271
+  _globals['_SIGNATURE_INPUTSENTRY']._serialized_end=1339
+  _globals['_SIGNATURE_OUTPUTSENTRY']._serialized_start=1341
+  _globals['_SIGNATURE_OUTPUTSENTRY']._serialized_end=1410
+  _globals['_TENSORSPEC']._serialized_start=1412
+  _globals['_TENSORSPEC']._serialized_end=1524
+  _globals['_INFERENCESERVICE']._serialized_start=1527
+  _globals['_INFERENCESERVICE']._serialized_end=1750
 # @@protoc_insertion_point(module_scope)

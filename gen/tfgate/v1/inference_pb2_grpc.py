@@ -27,6 +27,10 @@ if _version_not_supported:
 
 class InferenceServiceStub:
     """Predictions and model discovery.
+
+    The google.api.http options are the HTTP/JSON routes tfgate serves, read from these
+    descriptors: path variables bind request fields, the other fields of a GET come as query
+    parameters, and `body: "*"` takes the whole request message as the JSON body.
     """
 
     def __init__(self, channel):
@@ -49,6 +53,10 @@ class InferenceServiceStub:
 
 class InferenceServiceServicer:
     """Predictions and model discovery.
+
+    The google.api.http options are the HTTP/JSON routes tfgate serves, read from these
+    descriptors: path variables bind request fields, the other fields of a GET come as query
+    parameters, and `body: "*"` takes the whole request message as the JSON body.
     """
 
     def Predict(self, request, context):
@@ -60,6 +68,7 @@ class InferenceServiceServicer:
 
     def GetModel(self, request, context):
         """Describes a model: its versions and their states, and the signatures of one version.
+        Over HTTP, version and version_label are query parameters.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -88,6 +97,10 @@ def add_InferenceServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class InferenceService:
     """Predictions and model discovery.
+
+    The google.api.http options are the HTTP/JSON routes tfgate serves, read from these
+    descriptors: path variables bind request fields, the other fields of a GET come as query
+    parameters, and `body: "*"` takes the whole request message as the JSON body.
     """
 
     @staticmethod

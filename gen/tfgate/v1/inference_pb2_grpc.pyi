@@ -32,7 +32,12 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class InferenceServiceStub:
-    """Predictions and model discovery."""
+    """Predictions and model discovery.
+
+    The google.api.http options are the HTTP/JSON routes tfgate serves, read from these
+    descriptors: path variables bind request fields, the other fields of a GET come as query
+    parameters, and `body: "*"` takes the whole request message as the JSON body.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -41,20 +46,34 @@ class InferenceServiceStub:
     Predict: _grpc.UnaryUnaryMultiCallable[_inference_pb2.PredictRequest, _inference_pb2.PredictResponse]
     """Runs one signature of one model version and returns its outputs."""
     GetModel: _grpc.UnaryUnaryMultiCallable[_inference_pb2.GetModelRequest, _inference_pb2.Model]
-    """Describes a model: its versions and their states, and the signatures of one version."""
+    """Describes a model: its versions and their states, and the signatures of one version.
+    Over HTTP, version and version_label are query parameters.
+    """
 
 @_typing.type_check_only
 class InferenceServiceAsyncStub(InferenceServiceStub):
-    """Predictions and model discovery."""
+    """Predictions and model discovery.
+
+    The google.api.http options are the HTTP/JSON routes tfgate serves, read from these
+    descriptors: path variables bind request fields, the other fields of a GET come as query
+    parameters, and `body: "*"` takes the whole request message as the JSON body.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Predict: _aio.UnaryUnaryMultiCallable[_inference_pb2.PredictRequest, _inference_pb2.PredictResponse]  # type: ignore[assignment]
     """Runs one signature of one model version and returns its outputs."""
     GetModel: _aio.UnaryUnaryMultiCallable[_inference_pb2.GetModelRequest, _inference_pb2.Model]  # type: ignore[assignment]
-    """Describes a model: its versions and their states, and the signatures of one version."""
+    """Describes a model: its versions and their states, and the signatures of one version.
+    Over HTTP, version and version_label are query parameters.
+    """
 
 class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Predictions and model discovery."""
+    """Predictions and model discovery.
+
+    The google.api.http options are the HTTP/JSON routes tfgate serves, read from these
+    descriptors: path variables bind request fields, the other fields of a GET come as query
+    parameters, and `body: "*"` takes the whole request message as the JSON body.
+    """
 
     @_abc_1.abstractmethod
     def Predict(
@@ -70,6 +89,8 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inference_pb2.GetModelRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_inference_pb2.Model, _abc.Awaitable[_inference_pb2.Model]]:
-        """Describes a model: its versions and their states, and the signatures of one version."""
+        """Describes a model: its versions and their states, and the signatures of one version.
+        Over HTTP, version and version_label are query parameters.
+        """
 
 def add_InferenceServiceServicer_to_server(servicer: InferenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

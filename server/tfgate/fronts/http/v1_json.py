@@ -72,7 +72,6 @@ _UNPAIRED: Final = re.compile(
 _STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"[ \t\n\r]*(:?)')
 
 
-
 def _names(message: Any) -> dict[str, str]:
     """JSON key → field name, as json_format looks keys up: json name first, then the name."""
     fields = message.DESCRIPTOR.fields
@@ -525,4 +524,6 @@ def message_json(message: Message) -> bytes:
 
 def error_json(code: Code, message: str) -> bytes:
     """The body of an error answer: google.rpc.Status's JSON plus the code's name."""
-    return orjson.dumps({"code": code.value, "status": code.name, "message": message, "details": []})
+    return orjson.dumps(
+        {"code": code.value, "status": code.name, "message": message, "details": []}
+    )
