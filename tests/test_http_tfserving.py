@@ -4,18 +4,51 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import AsyncIterator
 
 import pytest
+import pytest_asyncio
 
 from tests.conftest import Running, StartGateway
-from tests.fake_tfserving import FakeTFServing
+from tests.fake_tfserving import FakeTFServing, Model, Sig, Version, default_models
 from tests.http_client import call, start_http
+from tfgate.tfs.tensorflow.core.framework import types_pb2
 
 pytestmark = pytest.mark.asyncio
 PREDICT = "/v1/models/half_plus_two:predict"
 
 
-@pytest.fixture
+def mixed(**values: str) -> str:
+    """A columnar body for the model "mixed", three values per input, some given as JSON text."""
+    inputs = {"s": '["a", "b", "c"]', "i64": "[1, 2, 3]", "b": "[true, true, false]"}
+    inputs |= {"f64": "[1, 2, 3]", "i8": "[1, 2, 3]", **values}
+    return '{"inputs": {' + ", ".join(f'"{k}": {v}' for k, v in inputs.items()) + "}}"
+
+
+def _mixed() -> Model:
+    """One input of each kind JSON carries, each returned as the output of that name, and the
+    strings once more as ``s_bytes`` (TF Serving writes ``*_bytes`` outputs as base64)."""
+    inputs = {
+        "s": (types_pb2.DT_STRING, (-1,)),
+        "i64": (types_pb2.DT_INT64, (-1,)),
+        "b": (types_pb2.DT_BOOL, (-1,)),
+        "f64": (types_pb2.DT_DOUBLE, (-1,)),
+        "i8": (types_pb2.DT_INT8, (-1,)),
+    }
+    outputs = {**inputs, "s_bytes": (types_pb2.DT_STRING, (-1,))}
+    sig = Sig(inputs, outputs, fn=lambda a: {**a, "s_bytes": a["s"]})
+    return Model(versions={1: Version({"serving_default": sig})})
+
+
+@pytest_asyncio.fixture
+async def backend() -> AsyncIterator[FakeTFServing]:
+    fake = FakeTFServing({**default_models(), "mixed": _mixed()})
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest_asyncio.fixture
 async def http(backend: FakeTFServing, start_gateway: StartGateway) -> Running:
     return await start_http(start_gateway, backend.target)
 
@@ -68,19 +101,22 @@ async def test_strings_b64_and_bytes_outputs(http: Running) -> None:
     body = (
         '{"inputs": {"s": ["caf\\u00e9", {"b64": "'
         + base64.b64encode(raw).decode()
-        + '"}], "i64": [9007199254740993], "b": [true, false]}}'
+        + '"}], "i64": [9007199254740993, -1], "b": [true, false], "f64": [0.1, 2], "i8": [-128, 127]}}'
     )
-    answer = await call(http, "POST", "/v1/models/echo:predict", body)
+    answer = await call(http, "POST", "/v1/models/mixed:predict", body)
     assert answer.status == 200, answer.body
     outputs = answer.json()["outputs"]
-    assert outputs["i64"] == [9007199254740993]  # int64 exact, as a JSON number
+    assert outputs["i64"] == [9007199254740993, -1]  # int64 exact, as JSON numbers
     assert outputs["b"] == [True, False]
     assert outputs["s"][0] == "café"
+    assert outputs["s_bytes"][0] == {"b64": base64.b64encode("café".encode()).decode()}
+    assert base64.b64decode(outputs["s_bytes"][1]["b64"]) == raw  # every byte, exactly
+    assert outputs["f64"] == [0.1, 2.0] and outputs["i8"] == [-128, 127]
 
 
 async def test_nan_and_infinity_tokens(http: Running) -> None:
     answer = await call(
-        http, "POST", "/v1/models/echo:predict", '{"inputs": {"f64": [NaN, Infinity, -Infinity]}}'
+        http, "POST", "/v1/models/mixed:predict", mixed(f64="[NaN, Infinity, -Infinity]")
     )
     assert answer.status == 200, answer.body
     assert b"NaN" in answer.body and b"-Infinity" in answer.body
@@ -112,8 +148,10 @@ async def test_model_status_and_metadata(http: Running) -> None:
         ("POST", "/v1/models/half_plus_two:predict", "{}", 400, ""),
         ("POST", "/v1/models/half_plus_two:predict", '{"instances": [[1], 2]}', 400, ""),
         ("POST", "/v1/models/half_plus_two:predict", '{"instances": "x"}', 400, ""),
-        ("POST", "/v1/models/echo:predict", '{"inputs": {"i8": [300]}}', 400, "out of range"),
-        ("POST", "/v1/models/echo:predict", '{"inputs": {"s": [{"b64": "!!"}]}}', 400, "b64"),
+        ("POST", "/v1/models/mixed:predict", mixed(i8="[300, 1, 2]"), 400, "out of range"),
+        ("POST", "/v1/models/mixed:predict", mixed(i64="[1.5, 1, 2]"), 400, "whole numbers"),
+        ("POST", "/v1/models/mixed:predict", mixed(s='[{"b64": "!!"}, "a", "b"]'), 400, "b64"),
+        ("POST", "/v1/models/mixed:predict", mixed(b="[1, 0, 1]"), 400, "input 'b'"),
         ("POST", "/v1/models/half_plus_two:predict", '{"instances": ["a"]}', 400, "input 'x'"),
         (
             "POST",

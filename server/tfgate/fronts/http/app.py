@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from tfgate.calls import Record
 from tfgate.config import Config
 from tfgate.errors import INTERNAL_MESSAGE, Code, GatewayError
 from tfgate.fronts.http import errors, tfserving, tfserving_json, v1, v1_json
@@ -32,7 +31,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _tf_serving_route(request: web.Request) -> bool:
-    return request.path == "/v1" or request.path.startswith("/v1/")
+    return tfserving.PATH.match(request.path) is not None
 
 
 def _error(
@@ -75,7 +74,7 @@ async def handle_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
 def _done(request: web.Request, exc: BaseException | None) -> None:
     record = request.get(RECORD_KEY)
-    if isinstance(record, Record):
+    if record is not None:
         record.done(exc)
 
 
@@ -107,13 +106,17 @@ class HttpFront:
         host, _, port = self._config.http_listen.rpartition(":")
         host = host.strip("[]")
         # tfgate writes its own access log (tfgate.calls), one line per call on every front.
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=self._config.grace_period,
+        )
         await self._runner.setup()
         site = web.TCPSite(
             self._runner,
             None if host in ("", "*") else host,
             int(port),
-            shutdown_timeout=self._config.grace_period,
             reuse_port=False,
         )
         await site.start()

@@ -11,7 +11,7 @@ from aiohttp import web
 from tfgate.calls import Call, Record
 from tfgate.errors import InvalidArgument
 
-RECORD_KEY: Final = "tfgate.record"
+RECORD_KEY: Final = web.RequestKey("tfgate.record", Record)
 # A deadline as gRPC's grpc-timeout header writes it: up to 8 digits and a unit.
 _TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _UNITS: Final = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}

@@ -42,6 +42,8 @@ _METHODS: Final = {
     "regress": "/tensorflow.serving.PredictionService/Regress",
 }
 _FRONT: Final = "tfs-http"
+# Every path this module answers, well-formed or not.
+PATH: Final = re.compile(r"(?i)/v1(?:/|$)")
 
 
 def _selector(model: str, version: str | None, label: str | None) -> translate.Selector:
@@ -59,7 +61,8 @@ class TfServingRoutes:
         self._timeout = default_timeout
 
     def add_to(self, router: web.UrlDispatcher) -> None:
-        router.add_route("*", "/v1{tail:(/.*)?}", self._dispatch)
+        # TF Serving matches its paths without regard to case.
+        router.add_route("*", "/{version:[vV]1}{tail:(/.*)?}", self._dispatch)
 
     async def _dispatch(self, request: web.Request) -> web.Response:
         path = request.rel_url.raw_path
