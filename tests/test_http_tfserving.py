@@ -28,14 +28,17 @@ def mixed(**values: str) -> str:
 def _mixed() -> Model:
     """One input of each kind JSON carries, each returned as the output of that name, and the
     strings once more as ``s_bytes`` (TF Serving writes ``*_bytes`` outputs as base64)."""
-    inputs = {
+    inputs: dict[str, tuple[int, tuple[int, ...] | None]] = {
         "s": (types_pb2.DT_STRING, (-1,)),
         "i64": (types_pb2.DT_INT64, (-1,)),
         "b": (types_pb2.DT_BOOL, (-1,)),
         "f64": (types_pb2.DT_DOUBLE, (-1,)),
         "i8": (types_pb2.DT_INT8, (-1,)),
     }
-    outputs = {**inputs, "s_bytes": (types_pb2.DT_STRING, (-1,))}
+    outputs: dict[str, tuple[int, tuple[int, ...] | None]] = {
+        **inputs,
+        "s_bytes": (types_pb2.DT_STRING, (-1,)),
+    }
     sig = Sig(inputs, outputs, fn=lambda a: {**a, "s_bytes": a["s"]})
     return Model(versions={1: Version({"serving_default": sig})})
 
@@ -101,7 +104,8 @@ async def test_strings_b64_and_bytes_outputs(http: Running) -> None:
     body = (
         '{"inputs": {"s": ["caf\\u00e9", {"b64": "'
         + base64.b64encode(raw).decode()
-        + '"}], "i64": [9007199254740993, -1], "b": [true, false], "f64": [0.1, 2], "i8": [-128, 127]}}'
+        + '"}], "i64": [9007199254740993, -1], "b": [true, false], '
+        + '"f64": [0.1, 2], "i8": [-128, 127]}}'
     )
     answer = await call(http, "POST", "/v1/models/mixed:predict", body)
     assert answer.status == 200, answer.body
