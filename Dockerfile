@@ -21,8 +21,8 @@ COPY --from=build /dist/ /tmp/dist/
 RUN pip install --no-cache-dir --disable-pip-version-check /tmp/dist/*.whl \
     && rm -rf /tmp/dist
 USER tfgate
-EXPOSE 8080
+EXPOSE 8080 8081
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
     CMD ["tfgate", "healthcheck", "--target", "127.0.0.1:8080"]
 ENTRYPOINT ["tfgate"]
-CMD ["serve", "--listen", "0.0.0.0:8080", "--backend", "tensorflow-serving:8500"]
+CMD ["serve", "--listen", "0.0.0.0:8080", "--http-listen", "0.0.0.0:8081", "--backend", "tensorflow-serving:8500"]

@@ -1,6 +1,6 @@
 """`make run`: the local model server and tfgate in front of it, until Ctrl-C or SIGTERM.
 
-    make run                                  # model server on 8500, tfgate on 8080
+    make run                                  # model server on 8500, tfgate on 8080 (HTTP 8081)
     TFGATE_BACKEND=host:port make run         # tfgate in front of an existing TF Serving
 
 A port that is taken is replaced by a free one below 32768 (never one from the kernel's
@@ -30,6 +30,7 @@ DEMO_CONFIG = ROOT / "config" / "tfgate.toml"
 HOST = "127.0.0.1"
 MODEL_SERVER_PORT = 8500
 GATEWAY_PORT = 8080
+HTTP_PORT = 8081
 # Linux hands out ephemeral ports from 32768 up: a fixed port there could be taken at any time.
 EPHEMERAL_START = 32768
 STARTUP_TIMEOUT = 180.0
@@ -112,7 +113,7 @@ def start_model_server(stack: Stack) -> str:
     return target
 
 
-def print_commands(gateway: str) -> None:
+def print_commands(gateway: str, http: str) -> None:
     grpcurl = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
     call = f"{grpcurl} -plaintext"
     predict = '{"model":"half_plus_two","inputs":{"x":{"floats":[1,2,5]}}}'
@@ -135,6 +136,13 @@ tfgate is listening on {gateway}. Try:
   {call} -d '{get_model}' {gateway} {service}/GetModel
   {call} -d '{sentiment}' {gateway} {service}/Predict
   {call} -d '{iris}' {gateway} {service}/Predict
+
+and over HTTP (TF Serving's REST API, and tfgate.v1 as JSON):
+
+  curl -d '{{"instances": [1, 2, 5]}}' http://{http}/v1/models/half_plus_two:predict
+  curl http://{http}/v1/models/half_plus_two
+  curl -d '{{"inputs": {{"x": {{"floats": [1, 2, 5]}}}}}}' http://{http}/tfgate/v1/models/half_plus_two:predict
+  curl http://{http}/readyz
 
 Ctrl-C stops everything.
 """,
@@ -162,6 +170,7 @@ def main() -> int:
         else:
             backend = start_model_server(stack)
         gateway = f"{HOST}:{choose_port(GATEWAY_PORT)}"
+        http = f"{HOST}:{choose_port(HTTP_PORT)}"
         gateway_process = stack.start(
             "tfgate",
             [
@@ -171,6 +180,8 @@ def main() -> int:
                 "serve",
                 "--listen",
                 gateway,
+                "--http-listen",
+                http,
                 "--backend",
                 backend,
                 "--config",
@@ -178,7 +189,7 @@ def main() -> int:
             ],
         )
         stack.wait_until_answers("tfgate", gateway_process, gateway)
-        print_commands(gateway)
+        print_commands(gateway, http)
         while not stop.wait(0.5):
             problem = stack.exited()
             if problem:

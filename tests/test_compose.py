@@ -3,6 +3,7 @@ as the local model server, at the pinned release, and tfgate is wired to it. No 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -98,7 +99,12 @@ def test_ports(compose: dict[str, Any]) -> None:
     tfgate = services(compose)["tfgate"]
     listen = flags(tfgate["command"])["listen"]
     assert listen == "0.0.0.0:8080"
-    assert tfgate["ports"] == [f"8080:{listen.rsplit(':', 1)[1]}"]
+    http = flags(tfgate["command"])["http-listen"]
+    assert http == "0.0.0.0:8081"
+    assert tfgate["ports"] == [
+        f"8080:{listen.rsplit(':', 1)[1]}",
+        f"8081:{http.rsplit(':', 1)[1]}",
+    ]
 
 
 def test_tfgate_backend_is_the_serving_grpc_port(compose: dict[str, Any]) -> None:
@@ -150,7 +156,9 @@ def test_the_image_gets_nothing_of_the_local_model_server() -> None:
 def test_docker_compose_can_parse_it() -> None:
     tool = shutil.which("docker-compose")
     if tool is None:
-        pytest.skip("docker-compose is not installed")
+        if os.environ.get("CI"):
+            pytest.fail("docker-compose is missing: .ci/run installs Debian's docker-compose")
+        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
     result = subprocess.run(
         [tool, "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
         capture_output=True,
