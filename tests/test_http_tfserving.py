@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import AsyncIterator
 
+import grpc
 import pytest
 import pytest_asyncio
 
@@ -228,3 +230,23 @@ async def test_one_access_log_line_per_http_call(
     assert lines[0].startswith("predict model=half_plus_two version=1 code=OK ms=")
     assert lines[0].endswith("front=tfs-http")
     assert lines[1].startswith("predict model=nope version=- code=NOT_FOUND")
+
+
+async def test_retries_and_load_shedding_apply_over_http(
+    backend: FakeTFServing, start_gateway: StartGateway
+) -> None:
+    gw = await start_http(start_gateway, backend.target, max_concurrency=1, max_queue=0)
+    assert (
+        await call(gw, "POST", PREDICT, '{"instances": [1]}')
+    ).status == 200  # signatures cached
+    backend.fail_next(grpc.StatusCode.UNAVAILABLE, 2)
+    before = backend.calls["Predict"]
+    answer = await call(gw, "POST", PREDICT, '{"instances": [1]}')
+    assert answer.status == 200 and backend.calls["Predict"] == before + 3  # retried twice
+    backend.delay = 0.5
+    first = asyncio.create_task(call(gw, "POST", PREDICT, '{"instances": [1]}'))
+    await asyncio.sleep(0.2)
+    shed = await call(gw, "POST", PREDICT, '{"instances": [2]}')
+    assert shed.status == 429, shed.body  # TF Serving's status for RESOURCE_EXHAUSTED
+    assert "at capacity" in shed.json()["error"]
+    assert (await first).status == 200
