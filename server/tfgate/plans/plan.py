@@ -201,10 +201,14 @@ class Plan:
         """TF Serving's PredictRequest for ``request``; InvalidArgument names the input (and
         the step, if preprocessing refused it)."""
         _check_value_count(request, max_elements)
-        inputs = self._named(request.inputs)
+        inputs = request.inputs
+        if UNNAMED in inputs:
+            inputs = self._named(inputs)
         if len(inputs) != len(self.feeds) or not all(k in inputs for k in self.feeds):
             self._refuse_inputs(inputs)
-        wanted = translate.check_output_filter(request.output_filter, self.sources, self.where)
+        wanted: list[str] = []
+        if request.output_filter:
+            wanted = translate.check_output_filter(request.output_filter, self.sources, self.where)
         packed = request.packed
         written: list[tuple[str, list[wire.Chunk]]] = []
         batch = None
@@ -228,14 +232,14 @@ class Plan:
                     f"inputs: preprocessing makes {size} values in all, more than tfgate's "
                     f"max_tensor_elements ({max_elements})"
                 )
+        if not wanted:
+            return Prepared(translate.backend_request(sel, self.signature, written, ()), None)
         backend_filter = list(dict.fromkeys(self.sources[name] for name in wanted))
         backend = translate.backend_request(sel, self.signature, written, backend_filter)
-        return Prepared(backend, frozenset(wanted) if wanted else None)
+        return Prepared(backend, frozenset(wanted))
 
     def _named(self, inputs: Mapping[str, Given]) -> Mapping[str, Given]:
-        """``inputs``, an unnamed one given the name of the signature's only input."""
-        if UNNAMED not in inputs:
-            return inputs
+        """``inputs``, the unnamed one given the name of the signature's only input."""
         required = [name for name, feed in self.feeds.items() if feed.default is None]
         if len(inputs) != 1 or len(required) != 1:
             raise InvalidArgument(
