@@ -93,6 +93,9 @@ def test_strings_and_bytes_become_string_val() -> None:
         (T(ints=[2**31]), "int32", "out of range for int32"),
         (T(ints=[-1]), "uint64", "out of range for uint64"),
         (T(floats=[300.0]), "uint8", "out of range for uint8"),
+        (T(doubles=[2.0**63]), "int64", "out of range for int64"),  # float64(2**63 - 1) == 2**63
+        (T(doubles=[2.0**64]), "uint64", "out of range for uint64"),
+        (T(doubles=[2.0**31]), "int32", "out of range for int32"),
         (T(floats=[1e6]), "float16", "out of range for float16"),
         (T(doubles=[1e300]), "float32", "out of range for float32"),
         (T(floats=[1.0], ints=[1]), "float32", "exactly one value list"),

@@ -157,7 +157,12 @@ def _to_int(what: str, values: Array, dtype: DType) -> Array:
         raise InvalidArgument(
             f"{what}: {dtype.name} needs whole numbers, got a value with a fraction (send ints)"
         )
-    if values.size and (values.min() < low or values.max() > high):
+    # A float's bound is high + 1, a power of two and so exact in float64: float64(high) itself
+    # rounds up to it for the 64-bit types, and would let 2**63 through to wrap around.
+    if values.size and (
+        values.min() < low
+        or (values.max() >= float(high + 1) if values.dtype.kind == "f" else values.max() > high)
+    ):
         raise InvalidArgument(f"{what}: a value is out of range for {dtype.name} [{low}, {high}]")
     return values.astype(dtype.wire)
 
