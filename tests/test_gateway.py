@@ -90,6 +90,11 @@ async def test_predict_routes_versions(gw: Running, fields, version: int, offset
             grpc.StatusCode.INVALID_ARGUMENT,
             "input 'x': shape [1, 2] does not match the signature's [-1]",
         ),
+        (
+            PredictRequest(model="half_plus_two", inputs={"": T(floats=[1])}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "input '': not an input of signature 'serving_default'",  # no REST-style unnamed input
+        ),
         (hp2(output_filter=["nope"]), grpc.StatusCode.INVALID_ARGUMENT, "output_filter: 'nope'"),
         (hp2(output_filter=["y", "y"]), grpc.StatusCode.INVALID_ARGUMENT, "listed twice"),
         (
@@ -271,3 +276,16 @@ async def test_one_access_log_line_per_call(gw: Running, caplog: pytest.LogCaptu
     assert len(lines) == 2
     assert lines[0].startswith("Predict model=half_plus_two version=1 code=OK ms=")
     assert lines[1].startswith("Predict model=half_plus_two version=- code=NOT_FOUND ms=")
+
+
+async def test_the_value_limit_is_checked_before_the_signature(
+    backend: FakeTFServing, start_gateway: StartGateway
+) -> None:
+    gw = await start_gateway(backend.target, max_tensor_elements=4)
+    request = PredictRequest(
+        model="half_plus_two", signature="nope", inputs={"x": T(floats=list(range(10)))}
+    )
+    await expect_error(
+        gw.stub.Predict(request), grpc.StatusCode.INVALID_ARGUMENT, "max_tensor_elements"
+    )
+    assert backend.calls["Predict"] == 0

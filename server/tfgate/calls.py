@@ -16,9 +16,10 @@ from tfgate.errors import code_of
 access_logger = logging.getLogger("tfgate.access")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Call:
-    """One incoming call, as the core sees it."""
+    """One incoming call, as the core sees it (read-only by convention: not frozen, since a
+    frozen dataclass costs a microsecond more to build, on every call)."""
 
     front: str  # "grpc" (tfgate.v1), "tfs-grpc" (TF Serving's API), "http", "tfs-http"
     method: str  # "Predict", "GetModel", "/tensorflow.serving.PredictionService/Predict", ...

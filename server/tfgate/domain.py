@@ -11,16 +11,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tfgate.tensors import Given, Output
+from tfgate.dtypes import DType
+from tfgate.tensors import Array, Given, Output
 
-# The key of an input given without a name (TF Serving's REST API allows a plain list of values
-# when the signature has one input): it feeds the signature's only input.
+# The key of the input of a request whose inputs have no names (TF Serving's REST API allows a
+# plain list of values when the signature has one input; ``Predict.unnamed``): it feeds the
+# signature's only input.
 UNNAMED = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Predict:
-    """A prediction call: which model version and signature, and the inputs by name."""
+    """A prediction call: which model version and signature, and the inputs by name.
+
+    Not frozen (a frozen dataclass costs a microsecond more to build, on every call); nothing
+    changes it once a front has built it.
+    """
 
     model: str
     version: int = 0
@@ -34,9 +40,11 @@ class Predict:
     # Large float inputs' payloads, as found in the tfgate.v1 wire bytes (tfgate.wire): read in
     # place rather than copied out of the message.
     packed: Mapping[str, tuple[int, memoryview]] | None = None
+    # The one input, under UNNAMED, came without a name.
+    unnamed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answer:
     """A prediction's outputs, by name, in the order TF Serving answered them."""
 
@@ -44,3 +52,7 @@ class Answer:
     version: int
     signature: str
     outputs: Sequence[tuple[str, Output]]
+
+    def arrays(self) -> list[tuple[str, DType, Array]]:
+        """Every output as an array of its dtype: what the JSON fronts write."""
+        return [(name, *out.array(f"output '{name}'")) for name, out in self.outputs]

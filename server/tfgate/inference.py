@@ -17,7 +17,7 @@ from tfgate.calls import Call
 from tfgate.catalog import Catalog
 from tfgate.domain import Answer, Predict
 from tfgate.errors import BackendError, Code
-from tfgate.plans.plan import Plans
+from tfgate.plans.plan import Plans, check_value_count
 from tfgate.signatures import ModelMetadata
 from tfgate.tfs.tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -43,6 +43,7 @@ class Inference:
     async def predict(self, request: Predict, call: Call) -> Answer:
         sel = translate.selector(request.model, request.version, request.label)
         meta = self.catalog.cached(sel) or await self.catalog.metadata(sel, call)
+        check_value_count(request, self._max_elements)  # before the signature, as always
         plan = self.plans.plan(meta, request.signature)
         prepared = plan.prepare(sel, request, self._max_elements)
         try:
@@ -50,6 +51,7 @@ class Inference:
         except BackendError as exc:
             if exc.backend_code in _STALE:
                 self.catalog.forget(sel.model)
+                self.plans.forget(sel.model)
             raise
         spec = answer.model_spec
         version = spec.version.value
@@ -61,13 +63,16 @@ class Inference:
             plan.outputs(answer, prepared.wanted),
         )
 
-    async def get_model(self, sel: translate.Selector, call: Call) -> inference_pb2.Model:
-        """Every version's state, and the signatures of the version ``sel`` resolves to."""
+    async def get_model(
+        self, model: str, version: int, label: str, call: Call
+    ) -> inference_pb2.Model:
+        """Every version's state, and the signatures of the version named (or the latest)."""
+        sel = translate.selector(model, version, label)
         status = await self.model_status(translate.Selector(sel.model), call)
         meta = await self.catalog.metadata(sel, call)
-        model = translate.model_view(status, meta)
-        self.plans.describe(meta, model)
-        return model
+        view = translate.model_view(status, meta)
+        self.plans.describe(meta, view)
+        return view
 
     async def model_status(
         self, sel: translate.Selector, call: Call

@@ -101,8 +101,9 @@ class InferenceServicer:
             request: inference_pb2.GetModelRequest, call: Call, record: Record
         ) -> inference_pb2.Model:
             record.model = request.model or "-"
-            sel = translate.selector(request.model, request.version, request.version_label)
-            model = await inference.get_model(sel, call)
+            model = await inference.get_model(
+                request.model, request.version, request.version_label, call
+            )
             record.version = model.version
             return model
 

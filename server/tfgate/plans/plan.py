@@ -200,15 +200,11 @@ class Plan:
     def prepare(self, sel: translate.Selector, request: Predict, max_elements: int) -> Prepared:
         """TF Serving's PredictRequest for ``request``; InvalidArgument names the input (and
         the step, if preprocessing refused it)."""
-        _check_value_count(request, max_elements)
-        inputs = request.inputs
-        if UNNAMED in inputs:
-            inputs = self._named(inputs)
+        check_value_count(request, max_elements)
+        inputs = self._named(request.inputs) if request.unnamed else request.inputs
         if len(inputs) != len(self.feeds) or not all(k in inputs for k in self.feeds):
             self._refuse_inputs(inputs)
-        wanted: list[str] = []
-        if request.output_filter:
-            wanted = translate.check_output_filter(request.output_filter, self.sources, self.where)
+        wanted = self._wanted(request) if not self.makes_values else []
         packed = request.packed
         written: list[tuple[str, list[wire.Chunk]]] = []
         batch = None
@@ -232,16 +228,24 @@ class Plan:
                     f"inputs: preprocessing makes {size} values in all, more than tfgate's "
                     f"max_tensor_elements ({max_elements})"
                 )
+            wanted = self._wanted(request)  # checked after preprocessing, as its errors come first
         if not wanted:
             return Prepared(translate.backend_request(sel, self.signature, written, ()), None)
         backend_filter = list(dict.fromkeys(self.sources[name] for name in wanted))
         backend = translate.backend_request(sel, self.signature, written, backend_filter)
         return Prepared(backend, frozenset(wanted))
 
+    def _wanted(self, request: Predict) -> list[str]:
+        """The domain outputs the request's output_filter names, checked; [] for all."""
+        if not request.output_filter:
+            return []
+        return translate.check_output_filter(request.output_filter, self.sources, self.where)
+
     def _named(self, inputs: Mapping[str, Given]) -> Mapping[str, Given]:
         """``inputs``, the unnamed one given the name of the signature's only input."""
+        assert list(inputs) == [UNNAMED]
         required = [name for name, feed in self.feeds.items() if feed.default is None]
-        if len(inputs) != 1 or len(required) != 1:
+        if len(required) != 1:
             raise InvalidArgument(
                 f"inputs: values without an input name need a signature with one input; "
                 f"{self.where} has {', '.join(self.feeds) or 'none'}: name each input"
@@ -280,7 +284,7 @@ class Plan:
         return out
 
 
-def _check_value_count(request: Predict, max_elements: int) -> None:
+def check_value_count(request: Predict, max_elements: int) -> None:
     """INVALID_ARGUMENT when the request's inputs carry more than ``max_elements`` values."""
     # Every value takes at least a byte as it arrives: a request of at most that many bytes
     # needs no count.
@@ -348,6 +352,11 @@ class Plans:
             found = identity(meta, key, signature)
         self._plans[(meta.model, meta.version, name)] = found
         return found
+
+    def forget(self, model: str) -> None:
+        """TF Serving no longer knows something of ``model``: its plans go with its signatures."""
+        for key in [k for k in self._plans if k[0] == model]:
+            del self._plans[key]
 
     def describe(self, meta: ModelMetadata, model: inference_pb2.Model) -> None:
         """Adds the domain view of ``meta``'s configured signature to ``model``, if it binds."""

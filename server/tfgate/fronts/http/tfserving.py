@@ -22,13 +22,11 @@ from aiohttp import web
 
 from tfgate import translate
 from tfgate.calls import Call, Record
-from tfgate.domain import Predict
+from tfgate.domain import UNNAMED, Predict
 from tfgate.errors import InvalidArgument
 from tfgate.fronts.http import tfserving_examples, tfserving_json
 from tfgate.fronts.http.base import begin, json_response
 from tfgate.inference import Inference
-from tfgate.signatures import SIGNATURE_DEF_FIELD
-from tfgate.tfs.tensorflow_serving.apis import get_model_metadata_pb2
 
 _INT64_MAX: Final = 2**63 - 1
 _PREDICT_PATH: Final = re.compile(
@@ -98,12 +96,17 @@ class TfServingRoutes:
     ) -> bytes:
         parsed = tfserving_json.parse_predict(body)
         request = Predict(
-            sel.model, sel.version, sel.label, parsed.signature, parsed.inputs, (), len(body)
+            sel.model,
+            sel.version,
+            sel.label,
+            parsed.signature,
+            parsed.inputs,
+            size=len(body),
+            unnamed=list(parsed.inputs) == [UNNAMED],
         )
         answer = await self._inference.predict(request, call)
         record.version = answer.version
-        outputs = [(name, *out.array(f"output '{name}'")) for name, out in answer.outputs]
-        return tfserving_json.predict_body(outputs, parsed.row_format)
+        return tfserving_json.predict_body(answer.arrays(), parsed.row_format)
 
     async def _examples(self, sel: translate.Selector, verb: str, body: bytes, call: Call) -> bytes:
         spec = sel.model_spec().SerializeToString()
@@ -116,8 +119,5 @@ class TfServingRoutes:
         return tfserving_examples.regress_body(answer)
 
     async def _metadata(self, sel: translate.Selector, call: Call) -> bytes:
-        request = get_model_metadata_pb2.GetModelMetadataRequest(
-            model_spec=sel.model_spec(), metadata_field=[SIGNATURE_DEF_FIELD]
-        )
-        answer = await self._inference.model_metadata(request, call)
+        answer = await self._inference.model_metadata(translate.metadata_request(sel), call)
         return tfserving_json.model_metadata_body(answer.SerializeToString())

@@ -14,7 +14,6 @@ from typing import Final
 
 from aiohttp import web
 
-from tfgate import translate
 from tfgate.errors import NotFound
 from tfgate.fronts import v1 as v1_messages
 from tfgate.fronts.grpc import SERVICE_NAME
@@ -66,9 +65,10 @@ class V1Routes:
         data = v1_json.predict_request(await request.read(), fields["model"])
         answer = await self._inference.predict(v1_messages.predict_of(data), record.call)
         record.version = answer.version
-        outputs = [(name, *out.array(f"output '{name}'")) for name, out in answer.outputs]
         return json_response(
-            v1_json.predict_response_json(answer.model, answer.version, answer.signature, outputs)
+            v1_json.predict_response_json(
+                answer.model, answer.version, answer.signature, answer.arrays()
+            )
         )
 
     async def _get_model(self, request: web.Request, fields: dict[str, str]) -> web.Response:
@@ -76,7 +76,8 @@ class V1Routes:
         record.model = fields["model"]
         data = v1_json.get_model_query(fields["model"], request.rel_url.query.items())
         message = _parse_get_model(data)
-        sel = translate.selector(message.model, message.version, message.version_label)
-        model = await self._inference.get_model(sel, record.call)
+        model = await self._inference.get_model(
+            message.model, message.version, message.version_label, record.call
+        )
         record.version = model.version
         return json_response(v1_json.message_json(model))
