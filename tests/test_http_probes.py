@@ -51,16 +51,17 @@ async def test_not_ready_without_a_backend(start_gateway: StartGateway) -> None:
 async def test_not_ready_from_the_start_of_a_shutdown(
     backend: FakeTFServing, start_gateway: StartGateway
 ) -> None:
-    gw = await start_http(start_gateway, backend.target, grace_period=2.0)
+    gw = await start_http(start_gateway, backend.target, grace_period=3.0)
     assert await _ready_status(gw, 200) == 200
-    backend.delay = 1.0  # a call in flight keeps the server draining for a while
+    backend.delay = 1.5  # a call in flight keeps the server draining for a while
     slow = asyncio.create_task(
         call(gw, "POST", "/v1/models/half_plus_two:predict", '{"instances": [1]}')
     )
     await asyncio.sleep(0.2)
     stopping = asyncio.create_task(gw.gateway.stop())
     await asyncio.sleep(0.1)
-    assert gw.gateway.ready() is False
+    readiness = await call(gw, "GET", "/readyz")  # still listening, no longer ready
+    assert readiness.status == 503 and readiness.json() == {"status": "not ready"}
     answer = await slow  # the call in flight still completes
     assert answer.status == 200 and answer.json() == {"predictions": [3.5]}
     await stopping

@@ -227,9 +227,9 @@ async def test_one_access_log_line_per_http_call(
     await call(http, "POST", "/v1/models/nope:predict", '{"instances": [1]}')
     lines = [r.getMessage() for r in caplog.records if r.name == "tfgate.access"]
     assert len(lines) == 2
-    assert lines[0].startswith("predict model=half_plus_two version=1 code=OK ms=")
+    assert lines[0].startswith("Predict model=half_plus_two version=1 code=OK ms=")
     assert lines[0].endswith("front=tfs-http")
-    assert lines[1].startswith("predict model=nope version=- code=NOT_FOUND")
+    assert lines[1].startswith("Predict model=nope version=- code=NOT_FOUND")
 
 
 async def test_retries_and_load_shedding_apply_over_http(
@@ -250,3 +250,71 @@ async def test_retries_and_load_shedding_apply_over_http(
     assert shed.status == 429, shed.body  # TF Serving's status for RESOURCE_EXHAUSTED
     assert "at capacity" in shed.json()["error"]
     assert (await first).status == 200
+
+
+async def test_a_declared_length_over_the_limit_is_refused_before_the_body(
+    backend: FakeTFServing, start_gateway: StartGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tfgate.access")
+    gw = await start_http(start_gateway, backend.target, max_message_bytes=4096)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.gateway.http_port)
+    writer.write(
+        b"POST /v1/models/half_plus_two:predict HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Length: 100000000\r\n\r\n"  # and no body: none is needed to refuse it
+    )
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 413"), head
+    writer.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "tfgate.access"]
+    assert len(lines) == 1 and lines[0].startswith("Predict model=half_plus_two")
+    assert "code=RESOURCE_EXHAUSTED" in lines[0]
+
+
+async def test_every_http_call_gets_an_access_log_line(
+    http: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tfgate.access")
+    await call(http, "DELETE", "/v1/models/half_plus_two")
+    await call(http, "GET", "/tfgate/v1/nothing")
+    await call(http, "POST", PREDICT, '{"instances": [1]}', {"grpc-timeout": "soon"})
+    await call(http, "GET", "/readyz")  # probes are not logged
+    lines = [r.getMessage() for r in caplog.records if r.name == "tfgate.access"]
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("DELETE /v1/models/half_plus_two model=- version=- code=INVALID_ARG")
+    assert lines[1].startswith("GET /tfgate/v1/nothing model=- version=- code=NOT_FOUND")
+    assert lines[1].endswith("front=http")
+    assert lines[2].startswith("Predict model=half_plus_two version=- code=INVALID_ARGUMENT")
+
+
+async def test_a_client_that_goes_away_cancels_its_backend_call(
+    http: Running, backend: FakeTFServing, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tfgate.access")
+    assert (await call(http, "POST", PREDICT, '{"instances": [1]}')).status == 200
+    backend.delay = 2.0
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(call(http, "POST", PREDICT, '{"instances": [1]}'), 0.3)
+    for _ in range(40):
+        if backend.cancelled:
+            break
+        await asyncio.sleep(0.05)
+    assert backend.cancelled == 1
+    lines = [r.getMessage() for r in caplog.records if r.name == "tfgate.access"]
+    assert "code=CANCELLED" in lines[-1]
+
+
+async def test_names_are_percent_decoded_and_long_deadlines_work(http: Running) -> None:
+    body = '{"instances": [1]}'
+    answer = await call(http, "POST", "/v1/models/h%61lf_plus_two/labels/st%61ble:predict", body)
+    assert answer.status == 200 and answer.json() == {"predictions": [2.5]}
+    answer = await call(http, "POST", PREDICT, body, {"grpc-timeout": "99999999H"})
+    assert answer.status == 200, answer.body
+
+
+async def test_cors_preflight_as_tf_serving_answers_it(http: Running) -> None:
+    allowed = await call(http, "OPTIONS", PREDICT, None, {"Origin": "https://app.example"})
+    assert allowed.status == 200 and allowed.headers["Access-Control-Allow-Origin"] == "*"
+    refused = await call(http, "OPTIONS", PREDICT)
+    assert refused.status == 400
+    assert refused.json()["error"] == "Origin header is missing in CORS preflight"

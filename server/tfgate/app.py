@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Seconds /readyz answers 503 before the listeners close, at most; never more than the grace.
+_READINESS_DRAIN = 1.0
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -132,9 +134,14 @@ class Gateway:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
-        stops = [self._server.stop(self.config.grace_period if grace is None else grace)]
+        grace = self.config.grace_period if grace is None else grace
+        if self.http is not None and grace > 0:
+            # /readyz answers 503 a moment before the listeners close, so that a load balancer
+            # polling it stops sending calls first.
+            await asyncio.sleep(min(grace, _READINESS_DRAIN))
+        stops = [self._server.stop(grace)]
         if self.http is not None:
-            stops.append(self.http.stop())
+            stops.append(self.http.stop(grace))
         await asyncio.gather(*stops)
         await self.upstream.close()
 

@@ -36,10 +36,11 @@ class Record:
     every front logs the same codes.
     """
 
-    __slots__ = ("call", "model", "start", "version")
+    __slots__ = ("call", "method", "model", "start", "version")
 
     def __init__(self, call: Call) -> None:
         self.call = call
+        self.method = call.method  # a front may name the method once it has routed the call
         self.model = "-"
         self.version: object = "-"
         self.start = time.perf_counter()
@@ -48,7 +49,7 @@ class Record:
         if access_logger.isEnabledFor(logging.INFO):  # else not even its arguments
             access_logger.info(
                 "%s model=%s version=%s code=%s ms=%.2f front=%s",
-                self.call.method,
+                self.method,
                 self.model,
                 self.version,
                 code_of(exc).name,

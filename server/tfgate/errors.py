@@ -10,6 +10,7 @@ Expected failures are raised as a ``GatewayError`` carrying the ``Code`` the cal
     ├── Unavailable          the backend cannot be reached (after retries)
     ├── DeadlineExceeded     the caller's deadline ran out inside tfgate
     ├── Unsupported          a dtype tfgate.v1.Tensor cannot carry (UNIMPLEMENTED)
+    ├── Cancelled            the caller went away (an HTTP connection closed mid-call)
     ├── BadBackendAnswer     TF Serving's answer does not add up (INTERNAL)
     └── BackendError         a status TF Serving returned, mapped through BACKEND_CODES
 
@@ -84,6 +85,12 @@ class DeadlineExceeded(GatewayError):
 
 class Unsupported(GatewayError):
     code = Code.UNIMPLEMENTED
+
+
+class Cancelled(GatewayError):
+    """The caller went away before the call was answered."""
+
+    code = Code.CANCELLED
 
 
 class BadBackendAnswer(GatewayError):

@@ -16,13 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from aiohttp import web
 
+from tfgate.calls import Record
 from tfgate.config import Config
 from tfgate.errors import INTERNAL_MESSAGE, Code, GatewayError
 from tfgate.fronts.http import errors, tfserving, tfserving_json, v1, v1_json
-from tfgate.fronts.http.base import RECORD_KEY, json_response
+from tfgate.fronts.http.base import Converter, json_response, open_record
 from tfgate.inference import Inference
 
 logger = logging.getLogger(__name__)
@@ -44,38 +46,70 @@ def _error(
     return json_response(body, status or errors.HTTP_STATUS[code])
 
 
-@web.middleware
-async def handle_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The one place where exceptions become HTTP answers (see the module docstring)."""
-    try:
-        response = await handler(request)
-    except GatewayError as exc:
-        _done(request, exc)
-        return _error(request, exc.code, exc.message)
-    except web.HTTPException as exc:  # aiohttp's own: no route, wrong method, body too large
-        if exc.status < 400:
+def _front(request: web.Request) -> str:
+    return "tfs-http" if _tf_serving_route(request) else "http"
+
+
+class Middleware:
+    """The one place where exceptions become HTTP answers (see the module docstring), and where
+    every call but the probes gets its access-log Record; it also knows the calls in flight,
+    which a shutdown lets finish."""
+
+    def __init__(self, default_timeout: float) -> None:
+        self._timeout = default_timeout
+        self.in_flight: set[asyncio.Task[object]] = set()
+
+    @web.middleware
+    async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in _PROBES:
+            return await handler(request)
+        record = open_record(request, _front(request), self._timeout)
+        task = asyncio.current_task()
+        if task is not None:
+            self.in_flight.add(task)
+        try:
+            return await self._answer(request, handler, record)
+        finally:
+            if task is not None:
+                self.in_flight.discard(task)
+
+    async def _answer(
+        self, request: web.Request, handler: Handler, record: Record
+    ) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except GatewayError as exc:
+            record.done(exc)
+            return _error(request, exc.code, exc.message)
+        except web.HTTPException as exc:  # aiohttp's own: no route, wrong method, too large
+            if exc.status < 400:
+                raise
+            code = errors.CODE_OF_STATUS.get(exc.status, Code.INVALID_ARGUMENT)
+            record.done(_Refused(code, exc.text or exc.reason))
+            answer = _error(request, code, exc.text or exc.reason, exc.status)
+            if exc.status == 405:
+                answer.headers["Allow"] = exc.headers.get("Allow", "")
+            return answer
+        except asyncio.CancelledError as exc:  # the client went away (handler_cancellation)
+            record.done(exc)
             raise
-        _done(request, exc)
-        code = errors.CODE_OF_STATUS.get(exc.status, Code.INVALID_ARGUMENT)
-        response = _error(request, code, exc.text or exc.reason, exc.status)
-        if exc.status == 405:
-            response.headers["Allow"] = exc.headers.get("Allow", "")
+        except Exception as exc:
+            logger.exception("HTTP %s %s failed", request.method, request.path)
+            record.done(exc)
+            return _error(request, Code.INTERNAL, INTERNAL_MESSAGE)
+        record.done(None)
         return response
-    except asyncio.CancelledError as exc:
-        _done(request, exc)
-        raise
-    except Exception as exc:
-        logger.exception("HTTP %s %s failed", request.method, request.path)
-        _done(request, exc)
-        return _error(request, Code.INTERNAL, INTERNAL_MESSAGE)
-    _done(request, None)
-    return response
 
 
-def _done(request: web.Request, exc: BaseException | None) -> None:
-    record = request.get(RECORD_KEY)
-    if record is not None:
-        record.done(exc)
+class _Refused(GatewayError):
+    """An HTTP status aiohttp answered with, as the code the access log records."""
+
+    def __init__(self, code: Code, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+_PROBES: Final = frozenset({"/healthz", "/readyz"})
 
 
 class HttpFront:
@@ -85,14 +119,17 @@ class HttpFront:
         self._config = config
         self._ready = ready
         self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
         self.port = 0
+        self._middleware = Middleware(config.default_timeout)
         self.app = web.Application(
-            middlewares=[handle_errors], client_max_size=config.max_message_bytes
+            middlewares=[self._middleware.handle], client_max_size=config.max_message_bytes
         )
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
-        tfserving.TfServingRoutes(inference, config.default_timeout).add_to(self.app.router)
-        v1.V1Routes(inference, config.default_timeout).add_to(self.app.router)
+        limit, timeout, convert = config.max_message_bytes, config.default_timeout, Converter()
+        tfserving.TfServingRoutes(inference, timeout, limit, convert).add_to(self.app.router)
+        v1.V1Routes(inference, timeout, limit, convert).add_to(self.app.router)
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return json_response(b'{"status":"ok"}')
@@ -110,7 +147,10 @@ class HttpFront:
             self.app,
             access_log=None,
             handle_signals=False,
-            shutdown_timeout=self._config.grace_period,
+            # A call whose client went away is cancelled, and with it its backend call.
+            handler_cancellation=True,
+            # stop() has let in-flight calls finish, within its grace, before the runner closes.
+            shutdown_timeout=0.1,
         )
         await self._runner.setup()
         site = web.TCPSite(
@@ -120,13 +160,21 @@ class HttpFront:
             reuse_port=False,
         )
         await site.start()
+        self._site = site
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = int(sockets[0].getsockname()[1]) if sockets else int(port)
         return self.port
 
-    async def stop(self) -> None:
-        """Stops accepting, lets in-flight calls finish within the grace period, closes."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+    async def stop(self, grace: float) -> None:
+        """Stops accepting, lets in-flight calls finish within ``grace`` seconds, closes."""
+        if self._runner is None:
+            return
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+        pending = set(self._middleware.in_flight)
+        if pending and grace > 0:
+            await asyncio.wait(pending, timeout=grace)
+        await self._runner.cleanup()
+        self._runner = None

@@ -1,20 +1,30 @@
-"""What every HTTP route shares: its Call (deadline from ``grpc-timeout``) and JSON answers."""
+"""What every HTTP route shares: its Call and access-log Record, its body, and JSON answers.
+
+The middleware (tfgate.fronts.http.app) opens a Record for every call before routing; a route
+names its method and sets the Call's deadline with ``begin`` (from ``grpc-timeout``, else
+``default_timeout``), and reads its body with ``read_body``, which refuses a body over the limit
+from its declared length before reading anything, and otherwise as soon as it passes the limit.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from typing import Final
+from collections.abc import Callable
+from typing import Final, TypeVar
 
 from aiohttp import web
 
 from tfgate.calls import Call, Record
-from tfgate.errors import InvalidArgument
+from tfgate.errors import Cancelled, DeadlineExceeded, InvalidArgument
 
 RECORD_KEY: Final = web.RequestKey("tfgate.record", Record)
 # A deadline as gRPC's grpc-timeout header writes it: up to 8 digits and a unit.
 _TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _UNITS: Final = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+# 99999999H is a valid header, but a deadline that far overflows gRPC's clock: ten years will do.
+_LONGEST: Final = 10 * 365 * 86400.0
 _JSON: Final = "application/json"
 
 
@@ -22,8 +32,23 @@ def json_response(body: bytes, status: int = 200) -> web.Response:
     return web.Response(body=body, status=status, content_type=_JSON)
 
 
-def begin(request: web.Request, front: str, method: str, default_timeout: float) -> Record:
-    """The Call and access-log Record of an HTTP call; its deadline from ``grpc-timeout``."""
+def open_record(request: web.Request, front: str, default_timeout: float) -> Record:
+    """The Record of a call not yet routed: ``METHOD PATH`` until a route names it."""
+    path = request.path if len(request.path) <= 128 else request.path[:125] + "..."
+    call = Call(front, f"{request.method} {path}", time.monotonic() + default_timeout)
+    record = Record(call)
+    request[RECORD_KEY] = record
+    return record
+
+
+def begin(
+    request: web.Request, front: str, method: str, model: str, default_timeout: float
+) -> Record:
+    """The routed call's Record, with its method and model, and its Call (deadline from
+    ``grpc-timeout``)."""
+    record = request.get(RECORD_KEY) or open_record(request, front, default_timeout)
+    record.method = method
+    record.model = model or "-"
     header = request.headers.get("grpc-timeout")
     timeout = default_timeout
     if header is not None:
@@ -33,10 +58,49 @@ def begin(request: web.Request, front: str, method: str, default_timeout: float)
                 f"grpc-timeout: expected digits and a unit (H, M, S, m, u, n), e.g. 500m; "
                 f"got {header[:64]!r}"
             )
-        timeout = int(match.group(1)) * _UNITS[match.group(2)]
+        timeout = min(int(match.group(1)) * _UNITS[match.group(2)], _LONGEST)
     peer = request.remote or ""
     request_id = request.headers.get("x-request-id", "")
-    call = Call(front, method, time.monotonic() + timeout, peer, request_id)
-    record = Record(call)
-    request[RECORD_KEY] = record
+    record.call = Call(front, method, time.monotonic() + timeout, peer, request_id)
     return record
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The body, up to ``limit`` bytes (the application's client_max_size, which aiohttp
+    enforces while reading); a body declared longer is refused before any of it is read, and a
+    caller gone mid-body is Cancelled."""
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(limit, request.content_length)
+    try:
+        return await request.read()
+    except ConnectionResetError:
+        raise Cancelled("the client closed the connection while sending its body") from None
+
+
+_T = TypeVar("_T")
+
+
+class Converter:
+    """Runs a JSON body's conversion: small ones inline, large ones in a worker thread, at most
+    ``at_once`` of those at a time, so that a large body neither stalls the event loop (and
+    with it every other call, gRPC included) nor has many copies of its expansion in memory
+    at once. A caller waits for its turn only until its deadline."""
+
+    def __init__(self, inline_below: int = 256 * 1024, at_once: int = 2) -> None:
+        self._inline_below = inline_below
+        self._turns = asyncio.Semaphore(at_once)
+
+    async def __call__(self, convert: Callable[[bytes], _T], body: bytes, call: Call) -> _T:
+        if len(body) < self._inline_below:
+            return convert(body)
+        try:
+            async with asyncio.timeout(max(call.deadline - time.monotonic(), 0.0)):
+                await self._turns.acquire()
+        except TimeoutError:
+            raise DeadlineExceeded(
+                "the deadline ran out while waiting to convert a large body"
+            ) from None
+        try:
+            return await asyncio.to_thread(convert, body)
+        finally:
+            self._turns.release()

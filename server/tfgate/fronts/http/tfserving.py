@@ -7,7 +7,9 @@
     POST /v1/models/{m}[/versions/{v}|/labels/{l}]:regress    examples
 
 Paths are matched as TF Serving matches them (case-insensitive, on the raw path); anything else
-under /v1/ is answered as TF Serving answers it: 400, "Malformed request: METHOD PATH". Bodies
+under /v1/ is answered as TF Serving answers it: 400, "Malformed request: METHOD PATH" (and a
+CORS preflight, OPTIONS with an http(s) ``Origin``, with 200). Model names and labels are
+percent-decoded. Bodies
 are read as JSON whatever their content type (TF Serving's examples send ``curl -d``). Predict
 goes through validation and preprocessing like any Predict; classify and regress go to TF
 Serving's Classify and Regress as they are, with the same retries, cap and deadline.
@@ -16,6 +18,7 @@ Serving's Classify and Regress as they are, with the same retries, cap and deadl
 from __future__ import annotations
 
 import re
+import urllib.parse
 from typing import Final
 
 from aiohttp import web
@@ -25,7 +28,7 @@ from tfgate.calls import Call, Record
 from tfgate.domain import UNNAMED, Predict
 from tfgate.errors import InvalidArgument
 from tfgate.fronts.http import tfserving_examples, tfserving_json
-from tfgate.fronts.http.base import begin, json_response
+from tfgate.fronts.http.base import Converter, begin, json_response, read_body
 from tfgate.inference import Inference
 
 _INT64_MAX: Final = 2**63 - 1
@@ -44,6 +47,35 @@ _FRONT: Final = "tfs-http"
 PATH: Final = re.compile(r"(?i)/v1(?:/|$)")
 
 
+# The methods as the access log names them: TF Serving's gRPC names for the same calls.
+_NAMES: Final = {
+    "predict": "Predict",
+    "classify": "Classify",
+    "regress": "Regress",
+    "status": "GetModelStatus",
+    "metadata": "GetModelMetadata",
+}
+
+
+def _decoded(groups: tuple[str | None, ...]) -> list[str | None]:
+    """Path parts percent-decoded, as TF Serving decodes them."""
+    return [None if g is None else urllib.parse.unquote(g, errors="replace") for g in groups]
+
+
+def _preflight(request: web.Request) -> web.Response:
+    """A CORS preflight, answered as TF Serving answers it: allowed for an http(s) origin."""
+    origin = request.headers.get("Origin", "")
+    if not origin.startswith(("http://", "https://")):
+        raise InvalidArgument("Origin header is missing in CORS preflight")
+    response = web.Response(status=200)
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Access-Control-Allow-Methods"] = "POST, GET"
+    response.headers["Access-Control-Allow-Headers"] = request.headers.get(
+        "Access-Control-Request-Headers", "Content-Type"
+    )
+    return response
+
+
 def _selector(model: str, version: str | None, label: str | None) -> translate.Selector:
     number = 0
     if version is not None:
@@ -54,9 +86,13 @@ def _selector(model: str, version: str | None, label: str | None) -> translate.S
 
 
 class TfServingRoutes:
-    def __init__(self, inference: Inference, default_timeout: float) -> None:
+    def __init__(
+        self, inference: Inference, default_timeout: float, limit: int, convert: Converter
+    ) -> None:
         self._inference = inference
         self._timeout = default_timeout
+        self._limit = limit
+        self._convert = convert
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         # TF Serving matches its paths without regard to case.
@@ -67,34 +103,36 @@ class TfServingRoutes:
         if request.method == "POST":
             match = _PREDICT_PATH.fullmatch(path)
             if match is not None:
-                model, version, label, verb = match.groups()
-                record = begin(request, _FRONT, verb.lower(), self._timeout)
-                record.model = model
+                model, version, label, verb = _decoded(match.groups())
+                assert model is not None and verb is not None  # the pattern requires both
+                verb = verb.lower()
+                record = begin(request, _FRONT, _NAMES[verb], model, self._timeout)
                 sel = _selector(model, version, label)
-                body = await request.read()
-                if verb.lower() == "predict":
+                body = await read_body(request, self._limit)
+                if verb == "predict":
                     return json_response(await self._predict(sel, body, record.call, record))
-                return json_response(await self._examples(sel, verb.lower(), body, record.call))
+                return json_response(await self._examples(sel, verb, body, record.call))
         elif request.method == "GET":
             match = _STATUS_PATH.fullmatch(path)
             if match is not None:
-                model, version, label, metadata = match.groups()
-                method = "metadata" if metadata else "status"
-                record = begin(request, _FRONT, method, self._timeout)
+                model, version, label, metadata = _decoded(match.groups())
+                method = _NAMES["metadata" if metadata else "status"]
+                record = begin(request, _FRONT, method, model or "", self._timeout)
                 if not model:
                     raise InvalidArgument("Missing model name in request.")
-                record.model = model
                 sel = _selector(model, version, label)
                 if metadata:
                     return json_response(await self._metadata(sel, record.call))
                 status = await self._inference.model_status(sel, record.call)
                 return json_response(tfserving_json.model_status_body(status.SerializeToString()))
-        raise InvalidArgument(f"Malformed request: {request.method} {path}")
+        elif request.method == "OPTIONS":
+            return _preflight(request)
+        raise InvalidArgument(f"Malformed request: {request.method} {path[:512]}")
 
     async def _predict(
         self, sel: translate.Selector, body: bytes, call: Call, record: Record
     ) -> bytes:
-        parsed = tfserving_json.parse_predict(body)
+        parsed = await self._convert(tfserving_json.parse_predict, body, call)
         request = Predict(
             sel.model,
             sel.version,

@@ -18,7 +18,7 @@ from tfgate.errors import NotFound
 from tfgate.fronts import v1 as v1_messages
 from tfgate.fronts.grpc import SERVICE_NAME
 from tfgate.fronts.http import v1_json
-from tfgate.fronts.http.base import begin, json_response
+from tfgate.fronts.http.base import Converter, begin, json_response, read_body
 from tfgate.fronts.http.routes import http_rules
 from tfgate.inference import Inference
 from tfgate.v1 import inference_pb2
@@ -31,9 +31,13 @@ Route = Callable[[web.Request, dict[str, str]], Awaitable[web.Response]]
 
 
 class V1Routes:
-    def __init__(self, inference: Inference, default_timeout: float) -> None:
+    def __init__(
+        self, inference: Inference, default_timeout: float, limit: int, convert: Converter
+    ) -> None:
         self._inference = inference
         self._timeout = default_timeout
+        self._limit = limit
+        self._convert = convert
         service = inference_pb2.DESCRIPTOR.services_by_name[SERVICE_NAME.rsplit(".", 1)[1]]
         handlers: dict[str, Route] = {"Predict": self._predict, "GetModel": self._get_model}
         self._rules = [(rule, handlers[rule.method]) for rule in http_rules(service)]
@@ -60,9 +64,10 @@ class V1Routes:
         raise NotFound(f"no tfgate.v1 route {request.method} {path[:512]}")
 
     async def _predict(self, request: web.Request, fields: dict[str, str]) -> web.Response:
-        record = begin(request, _FRONT, "Predict", self._timeout)
-        record.model = fields["model"]
-        data = v1_json.predict_request(await request.read(), fields["model"])
+        record = begin(request, _FRONT, "Predict", fields["model"], self._timeout)
+        body = await read_body(request, self._limit)
+        model = fields["model"]
+        data = await self._convert(lambda b: v1_json.predict_request(b, model), body, record.call)
         answer = await self._inference.predict(v1_messages.predict_of(data), record.call)
         record.version = answer.version
         return json_response(
@@ -72,8 +77,7 @@ class V1Routes:
         )
 
     async def _get_model(self, request: web.Request, fields: dict[str, str]) -> web.Response:
-        record = begin(request, _FRONT, "GetModel", self._timeout)
-        record.model = fields["model"]
+        record = begin(request, _FRONT, "GetModel", fields["model"], self._timeout)
         data = v1_json.get_model_query(fields["model"], request.rel_url.query.items())
         message = _parse_get_model(data)
         model = await self._inference.get_model(
