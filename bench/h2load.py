@@ -6,6 +6,11 @@ a POST of one length-prefixed message with ``content-type: application/grpc`` an
 bench checks answers itself (see bench/run.py): real calls before each run, and the DATA bytes
 per request h2load saw against the size of a good answer.
 
+The HTTP paths are driven over HTTP/1.1 (``--h1``) with keep-alive: one request in flight per
+connection, so ``concurrency`` connections, each sending a JSON body. h2load's "data" counts
+response body bytes there, as it counts DATA frame payloads over HTTP/2, so the same check
+holds: a good answer's body size per completed request, and nothing but 2xx.
+
 Everything but ``run`` is pure, and tested in tests/test_bench_parsing.py.
 """
 
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 GRPC_HEADERS = ("content-type: application/grpc", "te: trailers")
+JSON_HEADERS = ("content-type: application/json",)
 
 
 def grpc_frame(message: bytes) -> bytes:
@@ -87,6 +93,29 @@ def parse_output(text: str) -> Summary:
     )
 
 
+def problems(summary: Summary, expected: int, in_flight: int, unit: str = "DATA") -> list[str]:
+    """What says a run's answers were not all good ones: failed, errored or timed-out requests,
+    any status but 2xx, or received bytes (``unit``: gRPC DATA, or HTTP bodies) that are not
+    ``expected`` per completed request (up to ``in_flight`` more for answers still arriving at
+    the end). Empty when none."""
+    done = summary.done
+    out = []
+    if not done:
+        out.append("no request completed")
+    # (A call still in flight at the end may have its 200 and not be done: 2xx >= done.)
+    if summary.failed or summary.errored or summary.timeout or summary.status_other:
+        out.append(
+            f"h2load: {summary.failed} failed, {summary.errored} errored, "
+            f"{summary.timeout} timeout, {summary.status_other} not 2xx, of {done}"
+        )
+    if done and not done * expected <= summary.data_bytes <= (done + in_flight) * expected:
+        out.append(
+            f"{summary.data_bytes} {unit} bytes for {done} answers of {expected} bytes: "
+            "some answers were not good ones"
+        )
+    return out
+
+
 def parse_log(text: str) -> list[float]:
     """Per-request times in ms from h2load's ``--log-file`` (start µs, status, duration µs)."""
     out = []
@@ -109,13 +138,14 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def connections_for(concurrency: int) -> tuple[int, int]:
+def connections_for(concurrency: int, http1: bool = False) -> tuple[int, int]:
     """(connections, streams per connection) for ``concurrency`` calls in flight.
 
     One HTTP/2 connection carrying every stream, as one gRPC channel does: the way a service
-    calls tfgate, and the fair case for a single-threaded gateway.
+    calls tfgate, and the fair case for a single-threaded gateway. Over HTTP/1.1 one keep-alive
+    connection per call in flight (no pipelining), as a client's connection pool does.
     """
-    return 1, concurrency
+    return (concurrency, 1) if http1 else (1, concurrency)
 
 
 def command(
@@ -126,9 +156,11 @@ def command(
     *,
     log_file: Path | None = None,
     connections: int | None = None,
+    http1: bool = False,
 ) -> list[str]:
-    """The h2load command line for one timed run against ``url`` (h2c, prior knowledge)."""
-    conns, streams = connections_for(concurrency)
+    """The h2load command line for one timed run against ``url``: gRPC calls over h2c (prior
+    knowledge), or with ``http1`` JSON POSTs over HTTP/1.1 keep-alive."""
+    conns, streams = connections_for(concurrency, http1)
     if connections is not None:
         conns, streams = connections, max(1, concurrency // connections)
     args = [
@@ -142,8 +174,9 @@ def command(
         "-t",
         "1",
     ]
+    args += ["--h1"] if http1 else []
     args += ["-d", str(body)]
-    for header in GRPC_HEADERS:
+    for header in JSON_HEADERS if http1 else GRPC_HEADERS:
         args += ["-H", header]
     if log_file is not None:
         args += ["--log-file", str(log_file)]

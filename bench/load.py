@@ -1,13 +1,16 @@
 """One measured row: check the path answers right, warm it up, drive it with h2load, read CPU.
 
-Before each run a few real gRPC calls go through the path and their decoded y is checked
-against 0.5x + 2. After it, h2load's counters must show no failed, errored or timed-out stream,
-and the DATA bytes it received must be at least one good answer's frame per completed request
-(an error status arrives trailers-only, without DATA, so even a few bad answers show).
+Before each run a few real calls go through the path (gRPC calls, or HTTP POSTs for the HTTP
+paths, which must answer 200) and their decoded y is checked against 0.5x + 2. After it,
+h2load's counters must show no failed, errored or timed-out stream and nothing but 2xx, and the
+bytes it received must be at least one good answer's per completed request: over gRPC the DATA
+of one answer's frame (an error status arrives trailers-only, without DATA, so even a few bad
+answers show), over HTTP the body of one good answer (a 200 with another body shows too).
 """
 
 from __future__ import annotations
 
+import http.client
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,14 +31,22 @@ class Settings:
 
 
 def request_for(route: Route, size: str) -> bytes:
+    """The message (or, for an HTTP path, the JSON body) every call of a run sends."""
     x = messages.inputs(size)
+    if route.http:
+        if route.domain:
+            return messages.v1_json_predict_body(x)
+        return messages.rest_predict_body(x)
     if route.domain:
         return messages.domain_predict_request(x)
     return messages.tfs_predict_request(x)
 
 
 def verify(target: str, route: Route, size: str, calls: int = 3) -> int:
-    """Sends ``calls`` real calls and checks each answer; returns a good answer's frame size."""
+    """Sends ``calls`` real calls and checks each answer; returns a good answer's size as h2load
+    counts it (its gRPC frame, or its HTTP body)."""
+    if route.http:
+        return verify_http(target, route, size, calls)
     x = messages.inputs(size)
     request = request_for(route, size)
     check = messages.check_domain_response if route.domain else messages.check_tfs_response
@@ -46,6 +57,34 @@ def verify(target: str, route: Route, size: str, calls: int = 3) -> int:
             answer = call(request, timeout=30)
             check(answer, x)
     return len(h2load.grpc_frame(answer))
+
+
+def verify_http(target: str, route: Route, size: str, calls: int = 3) -> int:
+    """``calls`` POSTs on one keep-alive connection; each must answer 200 with a good body, and
+    every body the same size (h2load's byte count relies on it); returns that size."""
+    x = messages.inputs(size)
+    body = request_for(route, size)
+    check = messages.check_v1_json_response if route.domain else messages.check_rest_response
+    host, _, port = target.rpartition(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    sizes = set()
+    try:
+        for _ in range(calls):
+            connection.request("POST", route.method, body, {"content-type": "application/json"})
+            response = connection.getresponse()
+            answer = response.read()
+            if response.status != 200:
+                raise ValueError(
+                    f"{route.name}: POST {route.method} answered {response.status}: "
+                    f"{answer[:300]!r}"
+                )
+            check(answer, x)
+            sizes.add(len(answer))
+    finally:
+        connection.close()
+    if len(sizes) != 1:
+        raise ValueError(f"{route.name}: good answers of different sizes {sorted(sizes)}")
+    return sizes.pop()
 
 
 @dataclass(frozen=True)
@@ -67,20 +106,23 @@ def drive(stage: Stage, size: str, conc: int) -> dict[str, Any]:
     backend = stage.backend
     row: dict[str, Any] = {"path": route.name, "size": size, "conc": conc}
     expected = verify(target, route, size)
-    body = workdir / f"{'domain' if route.domain else 'tfs'}-{size}.bin"
+    kind = ("v1" if route.domain else "tfs") + ("-json" if route.http else "")
+    body = workdir / f"{kind}-{size}.bin"
     if not body.exists():
-        body.write_bytes(h2load.grpc_frame(request_for(route, size)))
+        request = request_for(route, size)
+        body.write_bytes(request if route.http else h2load.grpc_frame(request))
     url = f"http://{target}{route.method}"
+    conns, http1 = settings.connections, route.http
     if settings.warmup > 0:
         h2load.run(
-            h2load.command(url, body, conc, settings.warmup, connections=settings.connections),
+            h2load.command(url, body, conc, settings.warmup, connections=conns, http1=http1),
             settings.warmup,
             settings.load_cpu,
         )
     log = workdir / f"{route.name}-{size}-{conc}.log"
     log.unlink(missing_ok=True)
     args = h2load.command(
-        url, body, conc, settings.seconds, log_file=log, connections=settings.connections
+        url, body, conc, settings.seconds, log_file=log, connections=conns, http1=http1
     )
     gateway = stage.front or backend
     busy_before, load_before = procs.busy_cpu_seconds(), procs.children_cpu_seconds()
@@ -97,20 +139,7 @@ def drive(stage: Stage, size: str, conc: int) -> dict[str, Any]:
     summary = h2load.parse_output(out)
     latencies = h2load.parse_log(log.read_text())
     done = summary.done
-    problems = []
-    if not done:
-        problems.append("no request completed")
-    # (A call still in flight at the end may have its 200 and not be done: 2xx >= done.)
-    if summary.failed or summary.errored or summary.timeout or summary.status_other:
-        problems.append(
-            f"h2load: {summary.failed} failed, {summary.errored} errored, "
-            f"{summary.timeout} timeout, {summary.status_other} not 2xx, of {done}"
-        )
-    if done and not done * expected <= summary.data_bytes <= (done + conc) * expected:
-        problems.append(
-            f"{summary.data_bytes} DATA bytes for {done} answers of {expected} bytes: "
-            "some answers were not good ones"
-        )
+    problems = h2load.problems(summary, expected, conc, "body" if http1 else "DATA")
     row.update(
         rps=summary.rps,
         p50_ms=h2load.percentile(latencies, 50),

@@ -1,8 +1,8 @@
 """The benchmark's one model, ``half_plus_two`` (y = 0.5x + 2), and its messages as bytes.
 
-Pure: builds the requests every path is driven with and checks the answers that come back.
-TF Serving's messages are built with tfgate's own stubs (``tfgate.tfs``), as TF Serving would
-read them; nothing here imports TensorFlow.
+Pure: builds the requests every path is driven with (gRPC messages, and the JSON bodies of the
+HTTP paths) and checks the answers that come back. TF Serving's messages are built with tfgate's
+own stubs (``tfgate.tfs``), as TF Serving would read them; nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import orjson
 
 from tfgate.tfs.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tfgate.tfs.tensorflow_serving.apis import (
@@ -64,6 +65,44 @@ def domain_predict_request(x: Array) -> bytes:
     request = inference_pb2.PredictRequest(model=MODEL)
     request.inputs["x"].floats.extend(x.tolist())
     return request.SerializeToString()
+
+
+def rest_predict_body(x: Array) -> bytes:
+    """TF Serving's REST predict body in row format: ``{"instances": [x0, x1, ...]}``."""
+    return orjson.dumps({"instances": x}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def v1_json_predict_body(x: Array) -> bytes:
+    """tfgate.v1.PredictRequest as proto3 JSON (the model comes from the URL)."""
+    return orjson.dumps({"inputs": {"x": {"floats": x}}}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _json_object(data: bytes) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"the answer is not JSON ({exc}): {data[:200]!r}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"the answer is not a JSON object: {data[:200]!r}")
+    return doc
+
+
+def check_rest_response(data: bytes, x: Array) -> None:
+    """Raises ValueError unless ``data`` is TF Serving's REST answer ``{"predictions": y}``."""
+    doc = _json_object(data)
+    if set(doc) != {"predictions"} or not isinstance(doc["predictions"], list):
+        raise ValueError(f"unexpected answer: {data[:200]!r}")
+    _check_values(np.array(doc["predictions"], dtype=np.float32), x)
+
+
+def check_v1_json_response(data: bytes, x: Array) -> None:
+    """Raises ValueError unless ``data`` is tfgate.v1's PredictResponse JSON with y = 0.5x + 2."""
+    doc = _json_object(data)
+    outputs = doc.get("outputs")
+    y = outputs.get("y") if isinstance(outputs, dict) else None
+    if doc.get("model") != MODEL or not isinstance(y, dict) or "floats" not in y:
+        raise ValueError(f"unexpected answer: {data[:200]!r}")
+    _check_values(np.array(y["floats"], dtype=np.float32), x)
 
 
 def tfs_tensor_values(proto: tensor_pb2.TensorProto) -> Array:

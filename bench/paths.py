@@ -8,6 +8,9 @@
 | tfgate | ``tfgate serve`` at log level WARNING, tfgate.v1.InferenceService/Predict |
 | tfgate-info | the same at log level INFO: one access-log line per call |
 | tfgate-tfs | tfgate's TF Serving pass-through (/tensorflow.serving.PredictionService/Predict) |
+| http-floor | the bare aiohttp + grpc.aio REST predict (bench/http_floor.py), over HTTP/1.1 |
+| tfgate-http | ``tfgate serve --http-listen``: TF Serving's REST predict, over HTTP/1.1 |
+| tfgate-http-v1 | the same server: tfgate.v1's JSON predict, over HTTP/1.1 |
 
 tfgate-tfs is measured when the tfgate it starts answers TF Serving's Predict; a tfgate without
 that API (UNIMPLEMENTED) gets rows that read "not built".
@@ -26,16 +29,23 @@ from bench import messages, nginx, procs, startup
 HERE = Path(__file__).resolve().parent
 TFS_PREDICT = "/tensorflow.serving.PredictionService/Predict"
 DOMAIN_PREDICT = "/tfgate.v1.InferenceService/Predict"
+# The HTTP paths' URL paths: TF Serving's REST predict, and tfgate.v1's JSON predict.
+REST_PREDICT = f"/v1/models/{messages.MODEL}:predict"
+V1_JSON_PREDICT = f"/tfgate/v1/models/{messages.MODEL}:predict"
 
 
 @dataclass(frozen=True)
 class Route:
+    """A path under test: a gRPC method, or (``http``) the URL path of a JSON POST."""
+
     name: str
     method: str
+    http: bool = False
 
     @property
     def domain(self) -> bool:
-        return self.method == DOMAIN_PREDICT
+        """Whether it speaks tfgate.v1 (rather than TF Serving's API)."""
+        return self.method in (DOMAIN_PREDICT, V1_JSON_PREDICT)
 
 
 PATHS = {
@@ -47,6 +57,9 @@ PATHS = {
         Route("tfgate", DOMAIN_PREDICT),
         Route("tfgate-info", DOMAIN_PREDICT),
         Route("tfgate-tfs", TFS_PREDICT),
+        Route("http-floor", REST_PREDICT, http=True),
+        Route("tfgate-http", REST_PREDICT, http=True),
+        Route("tfgate-http-v1", V1_JSON_PREDICT, http=True),
     )
 }
 
@@ -83,14 +96,30 @@ def start_passthrough(
     return first
 
 
-def start_tfgate(backend: str, workdir: Path, cpu: str | None, log_level: str) -> procs.Proc:
+def start_http_floor(backend: str, workdir: Path, cpu: str | None) -> procs.Proc:
+    """The bare HTTP floor (bench/http_floor.py); its port is the HTTP one."""
+    args = [sys.executable, "-m", "bench.http_floor", "--backend", backend]
+    return procs.start_server("http-floor", args, workdir, cpu)
+
+
+_GRPC_LINE = r"tfgate listening on \S+:(\d+)"
+_HTTP_LINE = r"tfgate HTTP on \S+:(\d+)"
+
+
+def start_tfgate(
+    backend: str, workdir: Path, cpu: str | None, log_level: str, http: bool = False
+) -> procs.Proc:
+    """``tfgate serve``, SERVING once started; with ``http``, also the HTTP front, whose port is
+    then the Proc's (it prints that line after the gRPC one)."""
     args = startup.tfgate_args("127.0.0.1:0", backend, log_level)
+    args += ["--http-listen", "127.0.0.1:0"] if http else []
     proc = procs.start_server(
-        f"tfgate-{log_level.lower()}", args, workdir, cpu, env=procs.clean_env(),
-        pattern=r"tfgate listening on \S+:(\d+)",
+        f"tfgate-{log_level.lower()}" + ("-http" if http else ""), args, workdir, cpu,
+        env=procs.clean_env(), pattern=_HTTP_LINE if http else _GRPC_LINE,
     )  # fmt: skip
     try:
-        startup.wait_serving(f"127.0.0.1:{proc.port}")
+        grpc_port = procs.wait_for_line(proc.popens[0], proc.log, _GRPC_LINE).group(1)
+        startup.wait_serving(f"127.0.0.1:{grpc_port}")
     except BaseException:
         proc.stop()
         raise
@@ -110,4 +139,8 @@ def start(name: str, backend: procs.Proc, workdir: Path, cpu: str | None) -> pro
         return start_tfgate(target, workdir, cpu, "WARNING")
     if name == "tfgate-info":
         return start_tfgate(target, workdir, cpu, "INFO")
+    if name == "http-floor":
+        return start_http_floor(target, workdir, cpu)
+    if name in ("tfgate-http", "tfgate-http-v1"):
+        return start_tfgate(target, workdir, cpu, "WARNING", http=True)
     raise ValueError(f"no path {name}")

@@ -1,7 +1,8 @@
 """Where tfgate's time goes under load: py-spy samples ``tfgate serve`` while h2load drives it.
 
-Run: ``python -m bench.profile [--path tfgate|tfgate-tfs] [--seconds 10] [--size small]
-[--conc 16] [--native]``. Writes a
+Run: ``python -m bench.profile [--path tfgate|tfgate-tfs|tfgate-http|tfgate-http-v1]
+[--seconds 10] [--size small] [--conc 16] [--native]`` (the HTTP paths over HTTP/1.1, one
+connection per call in flight, as bench.run drives them). Writes a
 flame graph (bench/results/profile-<size>-c<conc>.svg) and prints the cost per request of each
 tfgate function: its share of the samples times the CPU time per request measured meanwhile.
 Needs py-spy (requirements/dev.txt).
@@ -25,11 +26,13 @@ TFGATE_SOURCES = Path(__file__).resolve().parent.parent / "server" / "tfgate"
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^:()]*):\d+\)$")
 # Frames below every handler: samples whose innermost tfgate frame is one of these are grpc's
 # and asyncio's own work (I/O, scheduling, the server and client call objects).
-_OUTSIDE = {"__main__.py", "cli.py", "app.py"}
+# (py-spy names a file by its path from the package, e.g. fronts/http/app.py: the HTTP front's
+# error middleware, below every HTTP handler.)
+_OUTSIDE = {"__main__.py", "cli.py", "app.py", "fronts/http/app.py"}
 
 
 def _tfgate_modules() -> set[str]:
-    return {p.name for p in TFGATE_SOURCES.glob("*.py")}
+    return {p.relative_to(TFGATE_SOURCES).as_posix() for p in TFGATE_SOURCES.rglob("*.py")}
 
 
 def costs(collapsed: str, cpu_ms_per_request: float, count: int) -> str:
@@ -55,7 +58,7 @@ def costs(collapsed: str, cpu_ms_per_request: float, count: int) -> str:
             if found is None:
                 continue
             file = found["file"]
-            if "/" not in file and file in modules and file not in _OUTSIDE:
+            if file in modules and file not in _OUTSIDE:
                 owner = f"{found['func']} ({file.removesuffix('.py')})"
                 if owner not in seen:
                     inclusive[owner] += weight
@@ -86,7 +89,11 @@ def costs(collapsed: str, cpu_ms_per_request: float, count: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--path", choices=("tfgate", "tfgate-tfs"), default="tfgate")
+    parser.add_argument(
+        "--path",
+        choices=("tfgate", "tfgate-tfs", "tfgate-http", "tfgate-http-v1"),
+        default="tfgate",
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--size", default="small")
     parser.add_argument("--conc", type=int, default=16)
@@ -121,10 +128,13 @@ def _profile(
     target = f"127.0.0.1:{gateway.port}"
     load.verify(target, route, args.size)
     body = workdir / "body.bin"
-    body.write_bytes(h2load.grpc_frame(load.request_for(route, args.size)))
+    request = load.request_for(route, args.size)
+    body.write_bytes(request if route.http else h2load.grpc_frame(request))
     # The load starts before the sampling and ends after it.
     seconds = args.seconds + 3
-    command = h2load.command(f"http://{target}{route.method}", body, args.conc, seconds)
+    command = h2load.command(
+        f"http://{target}{route.method}", body, args.conc, seconds, http1=route.http
+    )
     printout: list[str] = []
     driver = threading.Thread(
         target=lambda: printout.append(h2load.run(command, seconds, run.BACK_CPU))

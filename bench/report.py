@@ -95,21 +95,31 @@ def ratios(rows: list[Row], concurrencies: Iterable[int]) -> list[Row]:
     return out
 
 
+def _round_ratios(
+    rows: list[Row], conc: int, ours: str, floor: str
+) -> tuple[list[float], list[float], list[float]]:
+    """Per round of a paired run at ``conc`` (small requests), in round order: ``ours``'s CPU
+    and RPS over ``floor``'s, and its p50 minus the floor's; rounds where either has no figures
+    or an error are left out."""
+    cpu, rps, p50 = [], [], []
+    for round_ in sorted({r["round"] for r in rows if r.get("conc") == conc}):
+        pair = [r for r in rows if r.get("conc") == conc and r["round"] == round_]
+        mine = find(pair, ours, "small", conc)
+        bare = find(pair, floor, "small", conc)
+        if mine is None or bare is None or "error" in mine or "error" in bare:
+            continue
+        cpu.append(mine["cpu_ms"] / bare["cpu_ms"])
+        rps.append(mine["rps"] / bare["rps"])
+        p50.append(mine["p50_ms"] - bare["p50_ms"])
+    return cpu, rps, p50
+
+
 def paired_ratios(rows: list[Row], concurrencies: Iterable[int]) -> list[Row]:
     """Per concurrency: tfgate's CPU and RPS against the pass-through's within each round of
     bench.run.measure_paired, and their medians over the rounds."""
     out = []
     for conc in concurrencies:
-        cpu, rps, p50 = [], [], []
-        for round_ in sorted({r["round"] for r in rows if r.get("conc") == conc}):
-            pair = [r for r in rows if r.get("conc") == conc and r["round"] == round_]
-            ours = find(pair, "tfgate", "small", conc)
-            bare = find(pair, "passthrough", "small", conc)
-            if ours is None or bare is None or "error" in ours or "error" in bare:
-                continue
-            cpu.append(ours["cpu_ms"] / bare["cpu_ms"])
-            rps.append(ours["rps"] / bare["rps"])
-            p50.append(ours["p50_ms"] - bare["p50_ms"])
+        cpu, rps, p50 = _round_ratios(rows, conc, "tfgate", "passthrough")
         if cpu:
             out.append(
                 {
@@ -123,6 +133,79 @@ def paired_ratios(rows: list[Row], concurrencies: Iterable[int]) -> list[Row]:
                 }
             )
     return out
+
+
+HTTP_FLOOR = "http-floor"
+HTTP_PATHS = (HTTP_FLOOR, "tfgate-http", "tfgate-http-v1")
+_MEDIAN_KEYS = ("rps", "p50_ms", "p99_ms", "cpu_ms", "backend_cpu_ms")
+
+
+def http_summary(rows: list[Row], concurrencies: Iterable[int]) -> list[Row]:
+    """The HTTP paths' paired runs, one row per (path, concurrency): the medians over the
+    rounds of each figure, and for tfgate's paths the ratios to the floor within each round
+    (as paired_ratios) with their medians. A path with no good round gets no row."""
+    out = []
+    concurrencies = list(concurrencies)
+    for path in HTTP_PATHS:
+        for conc in concurrencies:
+            runs = [
+                r
+                for r in rows
+                if r["path"] == path and r.get("conc") == conc and "error" not in r
+                and r.get("rps") is not None
+            ]  # fmt: skip
+            if not runs:
+                continue
+            row: Row = {"path": path, "size": "small", "conc": conc, "rounds": len(runs)}
+            for key in _MEDIAN_KEYS:
+                values = [r[key] for r in runs if r.get(key) is not None]
+                row[key] = statistics.median(values) if values else None
+            if path != HTTP_FLOOR:
+                cpu, rps, p50 = _round_ratios(rows, conc, path, HTTP_FLOOR)
+                row.update(
+                    cpu_vs_floor=statistics.median(cpu) if cpu else None,
+                    rps_vs_floor=statistics.median(rps) if rps else None,
+                    p50_over_floor_ms=statistics.median(p50) if p50 else None,
+                    cpu_ratios=cpu,
+                    rps_ratios=rps,
+                )
+            out.append(row)
+    return out
+
+
+_HTTP_FIGURES = (
+    ("rps", "{:.0f}"),
+    ("p50_ms", "{:.3f}"),
+    ("p99_ms", "{:.3f}"),
+    ("cpu_ms", "{:.3f}"),
+)
+
+
+def http_table(rows: list[Row]) -> str:
+    lines = [
+        "| path | conc | rounds | RPS | p50 ms | p99 ms | CPU ms/req (gateway) "
+        "| CPU / floor (median; each round) | RPS / floor (median; each round) "
+        "| p50 - floor p50 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+
+    def ratio(row: Row, key: str, each: str) -> str:
+        if row.get(key) is None:
+            return ""
+        return f"{row[key]:.2f} ({', '.join(f'{v:.2f}' for v in row[each])})"
+
+    for row in rows:
+        cells = [
+            row["path"],
+            str(row["conc"]),
+            str(row["rounds"]),
+            *(_cell(row, key, fmt) for key, fmt in _HTTP_FIGURES),
+            ratio(row, "cpu_vs_floor", "cpu_ratios"),
+            ratio(row, "rps_vs_floor", "rps_ratios"),
+            "" if row.get("p50_over_floor_ms") is None else f"{row['p50_over_floor_ms']:+.3f} ms",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def paired_table(rows: list[Row]) -> str:
@@ -173,9 +256,11 @@ def targets(
     conversion: dict[str, Any],
     startup: dict[str, Any],
     paired: list[Row] | None = None,
+    http: list[Row] | None = None,
 ) -> list[Row]:
     """Each target with its value and verdict. The CPU and throughput ratios come from the
-    paired runs when there are any (their medians), else from the main table."""
+    paired runs when there are any (their medians), else from the main table; the HTTP ones
+    from ``http`` (http_summary's rows)."""
     main = {r["conc"]: r for r in ratio_rows}
     by_conc = {r["conc"]: r for r in paired} if paired else main
     out = []
@@ -208,6 +293,19 @@ def targets(
             "n/a" if added is None else f"{added:.3f} ms",
         )
     )
+    for row in http or []:
+        if row["path"] != "tfgate-http":
+            continue
+        cpu = row.get("cpu_vs_floor")
+        out.append(
+            _target(
+                f"tfgate HTTP Predict CPU/req <= 1.3x the HTTP floor (small, c={row['conc']}, "
+                "paired)",
+                cpu,
+                None if cpu is None else cpu <= 1.3,
+                "n/a" if cpu is None else f"{cpu:.2f}x",
+            )
+        )
     fwd = conversion.get("tfgate_to_proto_ms")
     copy = conversion.get("numpy_copy_4mb_ms")
     tf = conversion.get("tf_make_tensor_proto_ms")
@@ -229,6 +327,31 @@ def targets(
             "n/a (no TensorFlow)"
             if speedup is None
             else f"{speedup:.2f}x (tf {tf:.2f} ms, tfgate {fwd:.2f} ms)",
+        )
+    )
+    rest = conversion.get("rest_to_backend_ms")
+    loads = conversion.get("rest_orjson_loads_ms")
+    parse_dict = conversion.get("rest_parse_dict_ms")
+    vs_loads = _div(rest, loads)
+    out.append(
+        _target(
+            "REST JSON -> backend request (224x224x3 float32) <= 2x orjson.loads",
+            vs_loads,
+            None if vs_loads is None else vs_loads <= 2,
+            "n/a"
+            if vs_loads is None
+            else f"{rest:.1f} ms = {vs_loads:.1f}x orjson.loads ({loads:.1f} ms)",
+        )
+    )
+    vs_parse_dict = _div(parse_dict, rest)
+    out.append(
+        _target(
+            "REST JSON -> backend request >= 10x faster than json + json_format.ParseDict",
+            vs_parse_dict,
+            None if vs_parse_dict is None else vs_parse_dict >= 10,
+            "n/a"
+            if vs_parse_dict is None
+            else f"{vs_parse_dict:.1f}x (ParseDict {parse_dict:.1f} ms, tfgate {rest:.1f} ms)",
         )
     )
     rss = startup.get("idle_rss_mb")

@@ -3,13 +3,16 @@
 Knobs (flags, or the environment variables in brackets):
   --seconds S    [BENCH_SECONDS, 8]   measured seconds per run, after --warmup S [BENCH_WARMUP, 1]
   --quick        [BENCH_QUICK=1]      a smoke test: 1 s runs, 0.5 s warm-ups, fewer repetitions
-  --rounds N     [BENCH_ROUNDS, 3]    paired runs of the pass-through and tfgate (0: none)
+  --rounds N     [BENCH_ROUNDS, 3]    paired runs of the pass-through and tfgate, and of the
+                                      HTTP paths (0: none)
   --extras       [BENCH_EXTRAS=1]     also uvloop and SO_REUSEPORT workers for the pass-through
   --no-pin       [BENCH_PIN=0]        let the scheduler place processes instead of taskset
 
 On 2 cores the process under test gets CPU 1 to itself, the backend and h2load share CPU 0 (for
-the direct path h2load takes CPU 1 instead). Results: bench/results/latest.json and a
-timestamped copy.
+the direct path h2load takes CPU 1 instead). The HTTP paths (http-floor, tfgate-http,
+tfgate-http-v1) are measured in paired runs of their own (part "http"), over HTTP/1.1 with one
+keep-alive connection per call in flight. Results: bench/results/latest.json and a timestamped
+copy.
 """
 
 from __future__ import annotations
@@ -72,7 +75,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--concurrency", default=",".join(map(str, CONCURRENCY)), help="default 1,16,64"
     )
     parser.add_argument(
-        "--parts", default="load,conversion,startup", help="which parts to run (default: all)"
+        "--parts",
+        default="load,http,conversion,startup",
+        help="which parts to run (default: all of load, http, conversion, startup)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -169,17 +174,26 @@ def _one(stage: load.Stage, size: str, conc: int, tag: str = "") -> report.Row:
 
 
 PAIRED = ("passthrough", "tfgate")
+# The floor first: in every round tfgate-http runs right next to it.
+HTTP_PAIRED = report.HTTP_PATHS
+# Paths that are routes of one server: started once.
+_SERVER_OF = {"tfgate-http-v1": "tfgate-http"}
 
 
 def measure_paired(
-    backend: procs.Proc, args: argparse.Namespace, workdir: Path
+    backend: procs.Proc,
+    args: argparse.Namespace,
+    workdir: Path,
+    names: tuple[str, ...] = PAIRED,
 ) -> list[report.Row]:
-    """The pass-through and tfgate, small requests, run back to back in alternating order.
+    """``names`` (the pass-through and tfgate; or the HTTP paths), small requests, run back to
+    back in alternating order.
 
     The target ratios come from these rows: on a shared VM the CPU other tenants leave drifts
     over minutes, so one run of each path minutes apart can differ by more than the gateways do.
-    Each round measures both paths at each concurrency, one right after the other (3 s runs),
-    and the ratio is the median over the rounds of the ratio within each round.
+    Each round measures every path at each concurrency, one right after the other (3 s runs),
+    in the order of ``names`` and then reversed, and a ratio is the median over the rounds of
+    the ratio within each round.
     """
     front = FRONT_CPU if args.pin else None
     seconds = min(args.seconds, 3.0)
@@ -187,16 +201,21 @@ def measure_paired(
     rows: list[report.Row] = []
     with contextlib.ExitStack() as stack:
         stages = {}
-        for name in PAIRED:
-            proc = paths.start(name, backend, workdir, front)
-            assert proc is not None
-            stack.callback(proc.stop)
+        started: dict[str, procs.Proc] = {}
+        for name in names:
+            server = _SERVER_OF.get(name, name)
+            proc = started.get(server)
+            if proc is None:
+                proc = paths.start(server, backend, workdir, front)
+                assert proc is not None
+                stack.callback(proc.stop)
+                started[server] = proc
             stages[name] = load.Stage(
                 paths.PATHS[name], f"127.0.0.1:{proc.port}", proc, backend, settings, workdir
             )
         for round_ in range(args.rounds):
             for conc in args.concurrency:
-                order = PAIRED if round_ % 2 == 0 else PAIRED[::-1]
+                order = names if round_ % 2 == 0 else names[::-1]
                 for name in order:
                     row = _one(stages[name], "small", conc, f"round {round_ + 1}")
                     rows.append({**row, "round": round_ + 1})
@@ -300,10 +319,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "load" in parts and args.rounds > 0:
             print(f"  pass-through and tfgate, paired, {args.rounds} round(s) ...", flush=True)
             paired = measure_paired(backend, args, workdir)
+        http_rows: list[report.Row] = []
+        if "http" in parts and args.rounds > 0:
+            print(
+                f"  HTTP: {', '.join(HTTP_PAIRED)}, paired, {args.rounds} round(s) ...",
+                flush=True,
+            )
+            http_rows = measure_paired(backend, args, workdir, HTTP_PAIRED)
         extras = measure_extras(backend, args, workdir) if args.extras else []
         converted: dict[str, Any] = {}
         if "conversion" in parts:
-            print("  conversion of 1M float32 ...", flush=True)
+            print("  conversion: 1M float32, and a 224x224x3 REST body ...", flush=True)
             converted = conversion.measure(reps)
         started: dict[str, Any] = {}
         if "startup" in parts:
@@ -311,18 +337,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             started = startup.measure(f"127.0.0.1:{backend.port}", workdir, 5)
     ratio_rows = report.ratios(rows, args.concurrency)
     paired_ratios = report.paired_ratios(paired, args.concurrency)
-    target_rows = report.targets(ratio_rows, converted, started, paired_ratios)
+    http_summary = report.http_summary(http_rows, args.concurrency)
+    target_rows = report.targets(ratio_rows, converted, started, paired_ratios, http_summary)
     env["load_average_after"] = os.getloadavg()
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "settings": {"seconds": args.seconds, "warmup": args.warmup, "pin": args.pin,
                      "quick": args.quick, "backend": args.backend,
-                     "h2load": "one connection, -m = concurrency"},
+                     "h2load": "one connection, -m = concurrency",
+                     "h2load_http": "--h1, one keep-alive connection per call in flight"},
         "environment": env,
         "rows": rows,
         "ratios": ratio_rows,
         "paired": paired,
         "paired_ratios": paired_ratios,
+        "http": {"rows": http_rows, "summary": http_summary},
         "targets": target_rows,
         "conversion": converted,
         "startup": started,
@@ -333,21 +362,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(render(results))
     saved = report.save(results, args.out)
     print(f"\nwritten: {args.out / 'latest.json'} and {saved.name} ({results['elapsed_s']:.0f} s)")
-    return 1 if any("error" in r for r in rows + paired + extras) else 0
+    return 1 if any("error" in r for r in rows + paired + http_rows + extras) else 0
 
 
 def render(results: dict[str, Any]) -> str:
     conv, start = results["conversion"], results["startup"]
-    parts = [
-        report.table(results["rows"]),
-        "",
-        report.ratio_table(results["ratios"]),
-    ]
+    parts: list[str] = []
+    if results["rows"]:
+        parts += [report.table(results["rows"]), "", report.ratio_table(results["ratios"])]
     if results.get("paired_ratios"):
         parts += [
             "",
             "Paired runs (small requests):",
             report.paired_table(results["paired_ratios"]),
+        ]
+    http = results.get("http", {}).get("summary")
+    if http:
+        parts += [
+            "",
+            "HTTP/1.1 keep-alive, one connection per call in flight, small requests, paired "
+            "(medians over the rounds):",
+            report.http_table(http),
         ]
     if results["extras"]:
         parts += ["", "Extras (small requests):", report.table(results["extras"])]
@@ -371,6 +406,8 @@ def render(results: dict[str, Any]) -> str:
                 else conv.get("note", "")
             ),
         ]
+        if "rest_to_backend_ms" in conv:
+            parts.append(conversion.summary(conv))
     if start:
         parts += [
             f"Start-up (median of {len(start['start_to_serving_all_s'])}): tfgate "

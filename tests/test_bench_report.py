@@ -53,3 +53,79 @@ def test_targets_prefer_the_paired_ratios() -> None:
     assert verdicts["tfgate RPS >= 90% of pass-through (small, c=16)"] == "PASS"
     verdicts = {t["target"]: t["verdict"] for t in report.targets(main, {}, {})}
     assert verdicts["tfgate CPU/req <= 1.2x pass-through (small, c=16)"] == "MISS"
+
+
+def _http(path: str, conc: int, round_: int, rps: float, cpu: float) -> dict[str, Any]:
+    return {**_row(path, conc, round_, rps, cpu), "p99_ms": 3000.0 / rps, "backend_cpu_ms": 0.1}
+
+
+HTTP_ROWS = [
+    _http("http-floor", 16, 1, 2000.0, 0.4),
+    _http("tfgate-http", 16, 1, 1600.0, 0.5),
+    _http("tfgate-http-v1", 16, 1, 1000.0, 0.8),
+    _http("tfgate-http-v1", 16, 2, 500.0, 1.6),  # a slow round for all three
+    _http("tfgate-http", 16, 2, 800.0, 1.2),
+    _http("http-floor", 16, 2, 1000.0, 0.8),
+    _http("http-floor", 16, 3, 2000.0, 0.4),
+    {"path": "tfgate-http", "size": "small", "conc": 16, "round": 3, "error": "boom"},
+    _http("tfgate-http-v1", 16, 3, 1000.0, 0.8),
+]
+
+
+def test_http_summary_takes_medians_and_the_ratios_within_each_round() -> None:
+    rows = {r["path"]: r for r in report.http_summary(HTTP_ROWS, [16])}
+    assert list(rows) == ["http-floor", "tfgate-http", "tfgate-http-v1"]
+    floor, ours, v1 = rows["http-floor"], rows["tfgate-http"], rows["tfgate-http-v1"]
+    assert (floor["rounds"], floor["rps"], floor["cpu_ms"]) == (3, 2000.0, 0.4)
+    assert floor["p99_ms"] == pytest.approx(1.5)
+    assert "cpu_vs_floor" not in floor
+    # Round 3 of tfgate-http failed: its figures and ratios come from rounds 1 and 2.
+    assert ours["rounds"] == 2
+    assert ours["rps"] == pytest.approx(1200.0)
+    assert ours["cpu_ratios"] == pytest.approx([1.25, 1.5])
+    assert ours["cpu_vs_floor"] == pytest.approx(1.375)
+    assert ours["rps_ratios"] == pytest.approx([0.8, 0.8])
+    assert ours["p50_over_floor_ms"] == pytest.approx((1000 / 1600 - 0.5 + 1.25 - 1.0) / 2)
+    assert v1["cpu_ratios"] == pytest.approx([2.0, 2.0, 2.0])
+    assert v1["rps_vs_floor"] == pytest.approx(0.5)
+    table = report.http_table(list(rows.values()))
+    assert "| tfgate-http | 16 | 2 | 1200 |" in table
+    assert "| 1.38 (1.25, 1.50) | 0.80 (0.80, 0.80) |" in table
+    assert report.http_summary(HTTP_ROWS, [64]) == []
+
+
+def test_http_targets_judge_tfgate_http_against_1_3x_the_floor() -> None:
+    def verdicts(cpu: float) -> dict[str, str]:
+        summary = [
+            {"path": "tfgate-http", "conc": 1, "cpu_vs_floor": cpu},
+            {"path": "tfgate-http-v1", "conc": 1, "cpu_vs_floor": 9.0},  # no target
+        ]
+        return {t["target"]: t["verdict"] for t in report.targets([], {}, {}, None, summary)}
+
+    name = "tfgate HTTP Predict CPU/req <= 1.3x the HTTP floor (small, c=1, paired)"
+    assert verdicts(1.29)[name] == "PASS"
+    assert verdicts(1.31)[name] == "MISS"
+    assert sum("HTTP floor" in t for t in verdicts(1.0)) == 1
+    assert name not in {t["target"] for t in report.targets([], {}, {})}
+
+
+def test_rest_conversion_targets() -> None:
+    def verdicts(ours: float, parse_dict: float) -> tuple[str, str]:
+        conv = {
+            "rest_to_backend_ms": ours,
+            "rest_orjson_loads_ms": 20.0,
+            "rest_parse_dict_ms": parse_dict,
+        }
+        found = {t["target"]: t["verdict"] for t in report.targets([], conv, {})}
+        return (
+            found["REST JSON -> backend request (224x224x3 float32) <= 2x orjson.loads"],
+            found["REST JSON -> backend request >= 10x faster than json + json_format.ParseDict"],
+        )
+
+    assert verdicts(40.0, 400.0) == ("PASS", "PASS")
+    assert verdicts(41.0, 600.0) == ("MISS", "PASS")
+    assert verdicts(30.0, 299.0) == ("PASS", "MISS")
+    assert verdicts(30.0, 200.0) == ("PASS", "MISS")
+    assert all(
+        t["verdict"] == "n/a" for t in report.targets([], {}, {}) if t["target"].startswith("REST")
+    )
