@@ -68,3 +68,15 @@ def test_json_floats_writes_tokens_and_keeps_doubles() -> None:
     tokens = json_floats(f64, np.array([[math.nan, 1.0], [math.inf, -math.inf]]))
     assert orjson.dumps(tokens) == b"[[NaN,1.0],[Infinity,-Infinity]]"
     assert json_floats(dtypes.BY_NAME["float32"], np.array(0.1, dtype=np.float32)) == 0.1
+
+
+def test_a_few_values_read_as_many_do() -> None:
+    rng = np.random.default_rng(7)
+    bits = rng.integers(0, 2**32, size=4000, dtype=np.uint64).astype(np.uint32)
+    values = bits.view(np.float32)
+    many = float32_values(values)  # the vectorised path
+    few = np.concatenate([float32_values(values[i : i + 40]) for i in range(0, 4000, 40)])
+    np.testing.assert_array_equal(np.isnan(few), np.isnan(many))
+    finite = ~np.isnan(many)
+    np.testing.assert_array_equal(few[finite], many[finite])
+    assert float32_values(np.float32(0.1)).shape == ()
