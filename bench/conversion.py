@@ -120,7 +120,7 @@ def rest_routes(body: bytes) -> tuple[Callable[[], bytes], Callable[[], bytes]]:
 
     from tfgate import dtypes, translate
     from tfgate.config import Config
-    from tfgate.domain import Predict
+    from tfgate.domain import UNNAMED, Predict
     from tfgate.fronts.http.tfserving_json import parse_predict
     from tfgate.plans.plan import identity
     from tfgate.signatures import ModelMetadata, Signature, TensorSpec
@@ -141,7 +141,13 @@ def rest_routes(body: bytes) -> tuple[Callable[[], bytes], Callable[[], bytes]]:
         # As tfgate.fronts.http.tfserving and tfgate.inference run them for one call.
         parsed = parse_predict(body)
         request = Predict(
-            sel.model, sel.version, sel.label, parsed.signature, parsed.inputs, (), len(body)
+            sel.model,
+            sel.version,
+            sel.label,
+            parsed.signature,
+            parsed.inputs,
+            size=len(body),
+            unnamed=list(parsed.inputs) == [UNNAMED],
         )
         return plan.prepare(sel, request, limit).request.data
 
