@@ -79,4 +79,4 @@ def test_a_few_values_read_as_many_do() -> None:
     np.testing.assert_array_equal(np.isnan(few), np.isnan(many))
     finite = ~np.isnan(many)
     np.testing.assert_array_equal(few[finite], many[finite])
-    assert float32_values(np.float32(0.1)).shape == ()
+    assert float32_values(np.array(0.1, dtype=np.float32)).shape == ()
