@@ -104,6 +104,8 @@ async def test_the_same_get_model_over_grpc_and_http(
         answer = await call(gw, "GET", f"/tfgate/v1/models/half_plus_two{query}")
         assert answer.status == 200, answer.body
         assert answer.json() == expected
+    head = await call(gw, "HEAD", "/tfgate/v1/models/half_plus_two")
+    assert head.status == 200 and head.body == b""
     missing = await call(gw, "GET", "/tfgate/v1/models/nope")
     assert missing.status == 404 and missing.json()["status"] == "NOT_FOUND"
 

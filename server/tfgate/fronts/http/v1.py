@@ -47,12 +47,13 @@ class V1Routes:
 
     async def _dispatch(self, request: web.Request) -> web.Response:
         path = request.rel_url.raw_path
+        verb = "GET" if request.method == "HEAD" else request.method  # HEAD: GET, no body
         allowed: list[str] = []
         for rule, handler in self._rules:
             fields = rule.match(path)
             if fields is None:
                 continue
-            if rule.verb == request.method:
+            if rule.verb == verb:
                 return await handler(request, fields)
             allowed.append(rule.verb)
         if allowed:
