@@ -120,7 +120,7 @@ def rest_routes(body: bytes) -> tuple[Callable[[], bytes], Callable[[], bytes]]:
 
     from tfgate import dtypes, translate
     from tfgate.config import Config
-    from tfgate.domain import UNNAMED, Predict
+    from tfgate.domain import Predict
     from tfgate.fronts.http.tfserving_json import parse_predict
     from tfgate.plans.plan import identity
     from tfgate.signatures import ModelMetadata, Signature, TensorSpec
@@ -147,7 +147,7 @@ def rest_routes(body: bytes) -> tuple[Callable[[], bytes], Callable[[], bytes]]:
             parsed.signature,
             parsed.inputs,
             size=len(body),
-            unnamed=list(parsed.inputs) == [UNNAMED],
+            unnamed=parsed.unnamed,
         )
         return plan.prepare(sel, request, limit).request.data
 

@@ -4,11 +4,11 @@ Routes: TF Serving's REST API under ``/v1/`` (tfgate.fronts.http.tfserving), tfg
 under ``/tfgate/v1/`` (tfgate.fronts.http.v1), and the probes ``/healthz`` and ``/readyz``.
 Every call goes through the request core (tfgate.inference), exactly as a gRPC call does.
 
-``errors`` is the one place where exceptions become HTTP answers: TF Serving's routes answer
-with TF Serving's status table and ``{"error": ...}``, the rest with tfgate.fronts.http.errors'
-table and ``{"code": ..., "message": ...}``. Unexpected errors answer a generic message and log
-the traceback. Bodies are read up to ``max_message_bytes``; a longer one is refused with 413 as
-soon as it passes that size.
+``Middleware`` is the one place where exceptions become HTTP answers: TF Serving's routes
+answer with TF Serving's status table and ``{"error": ...}``, the rest with
+tfgate.fronts.http.errors' table and google.rpc.Status's JSON (tfgate.fronts.http.v1_json).
+Unexpected errors answer a generic message and log the traceback. Bodies are read up to
+``max_message_bytes`` (tfgate.fronts.http.base.read_body).
 """
 
 from __future__ import annotations
@@ -127,9 +127,9 @@ class HttpFront:
         )
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
-        limit, timeout, convert = config.max_message_bytes, config.default_timeout, Converter()
-        tfserving.TfServingRoutes(inference, timeout, limit, convert).add_to(self.app.router)
-        v1.V1Routes(inference, timeout, limit, convert).add_to(self.app.router)
+        limit, convert = config.max_message_bytes, Converter()
+        tfserving.TfServingRoutes(inference, limit, convert).add_to(self.app.router)
+        v1.V1Routes(inference, limit, convert).add_to(self.app.router)
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return json_response(b'{"status":"ok"}')
@@ -161,9 +161,7 @@ class HttpFront:
         )
         await site.start()
         self._site = site
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = int(sockets[0].getsockname()[1]) if sockets else int(port)
+        self.port = int(self._runner.addresses[0][1])
         return self.port
 
     async def stop(self, grace: float) -> None:

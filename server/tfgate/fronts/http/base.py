@@ -1,9 +1,10 @@
 """What every HTTP route shares: its Call and access-log Record, its body, and JSON answers.
 
-The middleware (tfgate.fronts.http.app) opens a Record for every call before routing; a route
-names its method and sets the Call's deadline with ``begin`` (from ``grpc-timeout``, else
-``default_timeout``), and reads its body with ``read_body``, which refuses a body over the limit
-from its declared length before reading anything, and otherwise as soon as it passes the limit.
+The middleware (tfgate.fronts.http.app) opens a Record for every call before routing, with
+the front and a deadline ``default_timeout`` away; a route names its method with ``begin``,
+which takes the deadline from ``grpc-timeout`` when there is one, and reads its body with
+``read_body``, which refuses a body over the limit from its declared length before reading
+anything, and otherwise as soon as it passes the limit.
 """
 
 from __future__ import annotations
@@ -41,16 +42,16 @@ def open_record(request: web.Request, front: str, default_timeout: float) -> Rec
     return record
 
 
-def begin(
-    request: web.Request, front: str, method: str, model: str, default_timeout: float
-) -> Record:
-    """The routed call's Record, with its method and model, and its Call (deadline from
-    ``grpc-timeout``)."""
-    record = request.get(RECORD_KEY) or open_record(request, front, default_timeout)
+def begin(request: web.Request, method: str, model: str) -> Record:
+    """The routed call's Record (opened by the middleware), with its method and model, and its
+    Call: the deadline from ``grpc-timeout`` when the header is there, else the default the
+    Record was opened with."""
+    record = request[RECORD_KEY]
     record.method = method
     record.model = model or "-"
+    opened = record.call
+    deadline = opened.deadline
     header = request.headers.get("grpc-timeout")
-    timeout = default_timeout
     if header is not None:
         match = _TIMEOUT.match(header.strip())
         if match is None:
@@ -59,9 +60,10 @@ def begin(
                 f"got {header[:64]!r}"
             )
         timeout = min(int(match.group(1)) * _UNITS[match.group(2)], _LONGEST)
+        deadline = time.monotonic() + timeout
     peer = request.remote or ""
     request_id = request.headers.get("x-request-id", "")
-    record.call = Call(front, method, time.monotonic() + timeout, peer, request_id)
+    record.call = Call(opened.front, method, deadline, peer, request_id)
     return record
 
 

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from tfgate import translate
 from tfgate.calls import Call, Record
-from tfgate.domain import UNNAMED, Predict
+from tfgate.domain import Predict
 from tfgate.errors import InvalidArgument
 from tfgate.fronts.http import tfserving_examples, tfserving_json
 from tfgate.fronts.http.base import Converter, begin, json_response, read_body
@@ -42,7 +42,6 @@ _METHODS: Final = {
     "classify": "/tensorflow.serving.PredictionService/Classify",
     "regress": "/tensorflow.serving.PredictionService/Regress",
 }
-_FRONT: Final = "tfs-http"
 # Every path this module answers, well-formed or not.
 PATH: Final = re.compile(r"(?i)/v1(?:/|$)")
 
@@ -86,11 +85,8 @@ def _selector(model: str, version: str | None, label: str | None) -> translate.S
 
 
 class TfServingRoutes:
-    def __init__(
-        self, inference: Inference, default_timeout: float, limit: int, convert: Converter
-    ) -> None:
+    def __init__(self, inference: Inference, limit: int, convert: Converter) -> None:
         self._inference = inference
-        self._timeout = default_timeout
         self._limit = limit
         self._convert = convert
 
@@ -106,7 +102,7 @@ class TfServingRoutes:
                 model, version, label, verb = _decoded(match.groups())
                 assert model is not None and verb is not None  # the pattern requires both
                 verb = verb.lower()
-                record = begin(request, _FRONT, _NAMES[verb], model, self._timeout)
+                record = begin(request, _NAMES[verb], model)
                 sel = _selector(model, version, label)
                 body = await read_body(request, self._limit)
                 if verb == "predict":
@@ -117,7 +113,7 @@ class TfServingRoutes:
             if match is not None:
                 model, version, label, metadata = _decoded(match.groups())
                 method = _NAMES["metadata" if metadata else "status"]
-                record = begin(request, _FRONT, method, model or "", self._timeout)
+                record = begin(request, method, model or "")
                 if not model:
                     raise InvalidArgument("Missing model name in request.")
                 sel = _selector(model, version, label)
@@ -140,7 +136,7 @@ class TfServingRoutes:
             parsed.signature,
             parsed.inputs,
             size=len(body),
-            unnamed=list(parsed.inputs) == [UNNAMED],
+            unnamed=parsed.unnamed,
         )
         answer = await self._inference.predict(request, call)
         record.version = answer.version

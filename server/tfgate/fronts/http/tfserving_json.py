@@ -75,6 +75,11 @@ class JsonPredict:
     inputs: dict[str, Array]
     row_format: bool  # "instances" (answered with "predictions") rather than "inputs"
 
+    @property
+    def unnamed(self) -> bool:
+        """Whether the body gave one input without a name (tfgate.domain.Predict.unnamed)."""
+        return list(self.inputs) == [""]
+
 
 def error_body(message: str) -> bytes:
     """``{"error": message}``, laid out as TF Serving's writer lays it out."""

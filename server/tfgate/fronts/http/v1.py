@@ -23,7 +23,6 @@ from tfgate.fronts.http.routes import http_rules
 from tfgate.inference import Inference
 from tfgate.v1 import inference_pb2
 
-_FRONT: Final = "http"
 PREFIX: Final = "/tfgate/v1/"
 _parse_get_model = v1_messages.parser(inference_pb2.GetModelRequest)
 
@@ -31,11 +30,8 @@ Route = Callable[[web.Request, dict[str, str]], Awaitable[web.Response]]
 
 
 class V1Routes:
-    def __init__(
-        self, inference: Inference, default_timeout: float, limit: int, convert: Converter
-    ) -> None:
+    def __init__(self, inference: Inference, limit: int, convert: Converter) -> None:
         self._inference = inference
-        self._timeout = default_timeout
         self._limit = limit
         self._convert = convert
         service = inference_pb2.DESCRIPTOR.services_by_name[SERVICE_NAME.rsplit(".", 1)[1]]
@@ -65,7 +61,7 @@ class V1Routes:
         raise NotFound(f"no tfgate.v1 route {request.method} {path[:512]}")
 
     async def _predict(self, request: web.Request, fields: dict[str, str]) -> web.Response:
-        record = begin(request, _FRONT, "Predict", fields["model"], self._timeout)
+        record = begin(request, "Predict", fields["model"])
         body = await read_body(request, self._limit)
         model = fields["model"]
         data = await self._convert(lambda b: v1_json.predict_request(b, model), body, record.call)
@@ -78,7 +74,7 @@ class V1Routes:
         )
 
     async def _get_model(self, request: web.Request, fields: dict[str, str]) -> web.Response:
-        record = begin(request, _FRONT, "GetModel", fields["model"], self._timeout)
+        record = begin(request, "GetModel", fields["model"])
         data = v1_json.get_model_query(fields["model"], request.rel_url.query.items())
         message = _parse_get_model(data)
         model = await self._inference.get_model(
