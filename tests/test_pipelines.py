@@ -13,7 +13,7 @@ from tfgate.domain import Predict
 from tfgate.errors import FailedPrecondition, InvalidArgument
 from tfgate.plans import config as pipeline_config
 from tfgate.plans.bind import BindError, bind
-from tfgate.plans.plan import Plan, Plans, Prepared
+from tfgate.plans.plan import Plan, Plans, Prepared, check_value_count
 from tfgate.signatures import ModelMetadata, Signature, TensorSpec
 from tfgate.tfs.tensorflow_serving.apis import predict_pb2
 from tfgate.translate import Selector
@@ -69,6 +69,7 @@ def prepare(plan: Plan, request: inference_pb2.PredictRequest, limit: int) -> Pr
         output_filter=request.output_filter,
         size=request.ByteSize(),
     )
+    check_value_count(given, limit)  # as tfgate.inference does, before the plan
     return plan.prepare(Selector("m"), given, limit)
 
 

@@ -13,7 +13,7 @@ from typing import Final
 from tfgate import dtypes
 from tfgate.dtypes import DType
 from tfgate.errors import Unavailable
-from tfgate.tensors import Shape
+from tfgate.tensors import Shape, describe_shape
 from tfgate.tfs.tensorflow.core.protobuf import meta_graph_pb2
 from tfgate.tfs.tensorflow_serving.apis import get_model_metadata_pb2
 
@@ -29,8 +29,7 @@ class TensorSpec:
     shape: Shape | None
 
     def describe(self) -> str:
-        dims = "unknown rank" if self.shape is None else f"[{', '.join(map(str, self.shape))}]"
-        return f"{self.dtype.name} {dims}"
+        return f"{self.dtype.name} {describe_shape(self.shape)}"
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ def _request_shape(
     return shape
 
 
-def _chosen_list(what: str, tensor: inference_pb2.Tensor) -> tuple[str | None, Sequence[Any]]:
+def chosen_list(what: str, tensor: inference_pb2.Tensor) -> tuple[str | None, Sequence[Any]]:
     """The one value list ``tensor`` sets, and its values; (None, ()) when it sets none."""
     # ListFields lists only the fields set, in field order: one call, however many lists.
     present = [(f.name, v) for f, v in tensor.ListFields() if f.name in _VALUE_FIELDS]
@@ -190,7 +190,7 @@ def from_domain(
     values are then read in place rather than copied out of the message, when the field is the
     list chosen and its size agrees with the message's.
     """
-    chosen, values = _chosen_list(what, tensor)
+    chosen, values = chosen_list(what, tensor)
     shape = _request_shape(what, tensor, len(values), spec)
     check_shape(what, shape, spec)
     if dtype.kind == "unsupported":
@@ -253,7 +253,7 @@ def encode_input(
         return array.shape, to_proto_chunks(array, dtype)
     same = _SAME_BYTES.get(dtype.enum)
     if same is not None:
-        chosen, values = _chosen_list(what, given)
+        chosen, values = chosen_list(what, given)
         if chosen == same.values:
             shape = _request_shape(what, given, len(values), spec)
             check_shape(what, shape, spec)

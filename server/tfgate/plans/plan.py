@@ -57,12 +57,10 @@ def _text_of(what: str, given: Given) -> Array:
         items: list[Any] = given.reshape(-1).tolist()
         shape = given.shape
     else:
-        present = [name for name in tensors.VALUE_LISTS if len(getattr(given, name))]
-        if len(present) > 1:
-            raise InvalidArgument(f"{what}: set exactly one value list, got {', '.join(present)}")
-        if present and present[0] not in ("strings", "bytes_values"):
-            raise InvalidArgument(f"{what}: expects text (strings), got {present[0]}")
-        items = list(given.strings) if not given.bytes_values else list(given.bytes_values)
+        chosen, listed = tensors.chosen_list(what, given)
+        if chosen not in (None, "strings", "bytes_values"):
+            raise InvalidArgument(f"{what}: expects text (strings), got {chosen}")
+        items = list(listed)
         shape = tuple(given.shape) or (len(items),)
     values: list[str] = []
     try:
@@ -198,9 +196,9 @@ class Plan:
         return translate.signature_place(self.signature, self.model, self.version)
 
     def prepare(self, sel: translate.Selector, request: Predict, max_elements: int) -> Prepared:
-        """TF Serving's PredictRequest for ``request``; InvalidArgument names the input (and
-        the step, if preprocessing refused it)."""
-        check_value_count(request, max_elements)
+        """TF Serving's PredictRequest for ``request``, whose value count the caller has checked
+        (``check_value_count``); InvalidArgument names the input (and the step, if preprocessing
+        refused it)."""
         inputs = self._named(request.inputs) if request.unnamed else request.inputs
         if len(inputs) != len(self.feeds) or not all(k in inputs for k in self.feeds):
             self._refuse_inputs(inputs)
@@ -327,13 +325,15 @@ class Plans:
 
     def plan(self, meta: ModelMetadata, signature: str) -> Plan:
         """The plan for a request to ``signature`` ("" for the default) of ``meta``."""
-        key = (meta.model, meta.version, signature or DEFAULT_SIGNATURE)
-        found = self._plans.get(key)
-        if found is None:
-            found = self._make(meta, key[2])
+        found = self._lookup(meta, signature or DEFAULT_SIGNATURE)
         if isinstance(found, str):
             raise FailedPrecondition(found)
         return found
+
+    def _lookup(self, meta: ModelMetadata, name: str) -> Plan | str:
+        """The kept plan (or binding problem) for signature ``name`` of ``meta``, made if new."""
+        found = self._plans.get((meta.model, meta.version, name))
+        return self._make(meta, name) if found is None else found
 
     def _make(self, meta: ModelMetadata, name: str, log: bool = True) -> Plan | str:
         section = self._sections.get(meta.model)
@@ -363,9 +363,7 @@ class Plans:
         section = self._sections.get(meta.model)
         if section is None:
             return
-        found = self._plans.get((meta.model, meta.version, section.signature))
-        if found is None:
-            found = self._make(meta, section.signature)
+        found = self._lookup(meta, section.signature)
         if isinstance(found, Plan) and found.view is not None:
             model.domain_signatures[found.signature].CopyFrom(found.view)
 

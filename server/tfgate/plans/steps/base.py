@@ -21,6 +21,8 @@ from typing import Any, ClassVar, Final, Literal, Protocol, Self
 
 import numpy as np
 
+from tfgate.tensors import describe_shape
+
 Array = np.ndarray[Any, Any]
 Kind = Literal["text", "tokens", "ids", "number", "int", "float"]
 # A shape as far as it is known before a request: -1 for any size, None for an unknown rank.
@@ -42,9 +44,8 @@ class Ragged:
 
 Value = Array | Ragged
 
-
-def describe(shape: Template) -> str:
-    return "unknown rank" if shape is None else "[" + ", ".join(map(str, shape)) + "]"
+# A shape in messages, as everywhere in tfgate: "[-1, 4]", or "unknown rank".
+describe = describe_shape
 
 
 class Arguments(Protocol):
