@@ -105,11 +105,6 @@ class stop_at_deadline(stop_base):
         return time.monotonic() + (retry_state.upcoming_sleep or 0.0) >= self.deadline
 
 
-def grpc_codes(policy: RetryPolicy) -> frozenset[grpc.StatusCode]:
-    """The policy's retryable codes as grpc's."""
-    return frozenset(grpc.StatusCode[c] for c in policy.retryable_codes)
-
-
 @dataclass
 class Attempts:
     """One call's retrying loop, and whether the budget cut it short."""
@@ -118,9 +113,15 @@ class Attempts:
     predicate: retry_if_retryable
 
 
-def attempts(policy: RetryPolicy, budget: RetryBudget, deadline: float) -> Attempts:
-    """The retry loop for one backend call that must end by ``deadline``."""
-    predicate = retry_if_retryable(grpc_codes(policy), budget)
+def attempts(
+    policy: RetryPolicy,
+    codes: frozenset[grpc.StatusCode],
+    budget: RetryBudget,
+    deadline: float,
+) -> Attempts:
+    """The retry loop for one backend call that must end by ``deadline``, retrying ``codes``
+    (the policy's retryable codes, as the caller already holds them in grpc's terms)."""
+    predicate = retry_if_retryable(codes, budget)
     retrying = AsyncRetrying(
         stop=stop_after_attempt(policy.max_attempts) | stop_at_deadline(deadline),
         wait=wait_pushback_or(

@@ -184,7 +184,7 @@ class Upstream:
             retry,  # tenacity: imported on the first failure, not at start-up
         )
 
-        loop = retry.attempts(self._policy, self.budget, deadline)
+        loop = retry.attempts(self._policy, self._retryable, self.budget, deadline)
         try:
             async for attempt in loop.retrying:
                 with attempt:
