@@ -18,7 +18,6 @@ from tfgate.catalog import Catalog
 from tfgate.domain import Answer, Predict
 from tfgate.errors import BackendError, Code
 from tfgate.plans.plan import Plans, check_value_count
-from tfgate.signatures import ModelMetadata
 from tfgate.tfs.tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -35,10 +34,6 @@ class Inference:
         self.catalog = catalog
         self.plans = plans
         self._max_elements = max_elements
-
-    async def metadata(self, sel: translate.Selector, call: Call) -> ModelMetadata:
-        """The signatures of the version ``sel`` resolves to, from the cache when fresh."""
-        return self.catalog.cached(sel) or await self.catalog.metadata(sel, call)
 
     async def predict(self, request: Predict, call: Call) -> Answer:
         sel = translate.selector(request.model, request.version, request.label)

@@ -123,10 +123,9 @@ def signature_place(signature: str, model: str, version: int) -> str:
 
 @dataclass(frozen=True)
 class BackendRequest:
-    """A serialized tensorflow.serving.PredictRequest, and the signature it names."""
+    """A serialized tensorflow.serving.PredictRequest."""
 
     data: bytes
-    signature: str
 
     def parse(self) -> predict_pb2.PredictRequest:
         return predict_pb2.PredictRequest.FromString(self.data)
@@ -151,7 +150,7 @@ def backend_request(
         chunks.append(wire.map_entry_head(2, key, wire.size_of(tensor)))
         chunks += tensor
     chunks += [wire.length_delimited(3, alias.encode()) for alias in output_filter]
-    return BackendRequest(b"".join(chunks), signature)
+    return BackendRequest(b"".join(chunks))
 
 
 @dataclass(frozen=True)
