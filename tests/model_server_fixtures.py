@@ -1,7 +1,10 @@
 """The local model server (``tfgate model-server``) for tests: a subprocess on 127.0.0.1:0.
 
 The ``model_server`` fixture starts one server over models/ for the whole session and yields
-its "127.0.0.1:PORT". Import it into tests/conftest.py, or into a test module, to use it. The server
+its "127.0.0.1:PORT". The ``conformance`` fixture builds the models of TF Serving's own tests
+(scripts/export_models.py --conformance) into a temporary directory, serves them with a
+model server of its own, and starts ``tfgate serve`` with default settings in front of it.
+Import a fixture into tests/conftest.py, or into a test module, to use it. The model server
 imports TensorFlow and the official TF Serving protos, which is why it never runs inside the
 pytest process (tfgate's stubs register the same proto names).
 
@@ -28,6 +31,7 @@ MODEL_CONFIG = ROOT / "models" / "models.config"
 STARTUP_TIMEOUT = 120.0
 STOP_TIMEOUT = 15.0
 LISTENING = "model-server listening on "
+TFGATE_LISTENING = "tfgate listening on "
 
 
 def require_tensorflow() -> None:
@@ -57,7 +61,7 @@ def run_model_server(*args: str, timeout: float = 60.0) -> subprocess.CompletedP
 
 @dataclass
 class ModelServer:
-    """A running model server subprocess that this test session started."""
+    """A running server subprocess (a model server, or tfgate) that this test session started."""
 
     process: subprocess.Popen[str]
     target: str
@@ -81,16 +85,37 @@ class ModelServer:
         return self.log.read_text(errors="replace")[-chars:]
 
 
-def start_model_server(log: Path, *args: str) -> ModelServer:
-    """Starts ``tfgate model-server`` on 127.0.0.1:0 over models/ and waits for its port."""
+def start_model_server(log: Path, *args: str, config: Path = MODEL_CONFIG) -> ModelServer:
+    """Starts ``tfgate model-server`` on 127.0.0.1:0 over ``config`` and waits for its port."""
     require_tensorflow()
     command = model_server_command(
-        "--model-config", str(MODEL_CONFIG), "--host", "127.0.0.1", "--port", "0", *args
+        "--model-config", str(config), "--host", "127.0.0.1", "--port", "0", *args
     )
+    return _start(command, log, LISTENING, "the model server")
+
+
+def start_tfgate(log: Path, backend: str) -> ModelServer:
+    """Starts ``tfgate serve`` on 127.0.0.1:0 with default settings in front of ``backend``."""
+    command = [sys.executable, "-m", "tfgate", "serve", "--listen", "127.0.0.1:0"]
+    command += ["--backend", backend]
+    env = {k: v for k, v in _env().items() if not k.startswith("TFGATE_")}
+    server = _start(command, log, TFGATE_LISTENING, "tfgate", env)
+    server.target = server.target.split()[0]  # "HOST:PORT (backend ...)"
+    return server
+
+
+def _start(
+    command: list[str], log: Path, listening: str, what: str, env: dict[str, str] | None = None
+) -> ModelServer:
     # stderr goes to a file: a pipe nobody reads would fill up and stall the server.
     with log.open("w") as stderr:
         process = subprocess.Popen(
-            command, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=stderr, text=True
+            command,
+            cwd=ROOT,
+            env=env if env is not None else _env(),
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
         )
     lines: queue.Queue[str] = queue.Queue()
     assert process.stdout is not None
@@ -101,11 +126,11 @@ def start_model_server(log: Path, *args: str) -> ModelServer:
         line = lines.get(timeout=STARTUP_TIMEOUT)
     except queue.Empty:
         server.stop()
-        pytest.fail(f"the model server did not start in {STARTUP_TIMEOUT}s:\n{server.log_tail()}")
-    if not line.startswith(LISTENING):
+        pytest.fail(f"{what} did not start in {STARTUP_TIMEOUT}s:\n{server.log_tail()}")
+    if not line.startswith(listening):
         server.stop()
-        pytest.fail(f"the model server did not start ({line!r}):\n{server.log_tail()}")
-    server.target = line[len(LISTENING) :].strip()
+        pytest.fail(f"{what} did not start ({line!r}):\n{server.log_tail()}")
+    server.target = line[len(listening) :].strip()
     return server
 
 
@@ -133,4 +158,41 @@ def model_server(
         yield server.target
     finally:
         del stash[_RUNNING]
+        server.stop()
+
+
+@dataclass(frozen=True)
+class Conformance:
+    """The models of TF Serving's tests, served by the local model server and by tfgate."""
+
+    models: Path  # what scripts/export_models.py --conformance built
+    targets: dict[str, str]  # "model-server" and "tfgate" -> "127.0.0.1:PORT"
+
+
+@pytest.fixture(scope="session")
+def conformance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Conformance]:
+    """Builds the conformance models, serves them, and puts tfgate (default settings) in front."""
+    require_tensorflow()
+    tmp = tmp_path_factory.mktemp("conformance")
+    models = tmp / "models"
+    built = subprocess.run(
+        [sys.executable, "scripts/export_models.py", "--conformance", str(models)],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT,
+        check=False,
+    )
+    assert built.returncode == 0, (
+        f"exporting the conformance models failed:\n{built.stderr[-4000:]}"
+    )
+    server = start_model_server(tmp / "model-server.log", config=models / "models.config")
+    try:
+        gateway = start_tfgate(tmp / "tfgate.log", server.target)
+        try:
+            yield Conformance(models, {"model-server": server.target, "tfgate": gateway.target})
+        finally:
+            gateway.stop()
+    finally:
         server.stop()

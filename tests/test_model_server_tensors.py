@@ -76,6 +76,17 @@ def test_val_fields_match_tensorflow() -> None:
     assert [d.size for d in proto.tensor_shape.dim] == [1, 2]
 
 
+@pytest.mark.parametrize("as_content", [False, True])
+def test_a_scalar_carries_an_empty_shape(as_content: bool) -> None:
+    """TensorShape::AsProto always writes tensor_shape; TF Serving's answers hold
+    ``tensor_shape {}`` for a scalar (predict_impl_test.cc PredictionSuccess)."""
+    proto = encode(np.float32(3.0), as_content=as_content)
+    assert proto.HasField("tensor_shape")
+    assert list(proto.tensor_shape.dim) == []
+    assert not proto.tensor_shape.unknown_rank
+    assert proto.SerializeToString().count(b"\x12\x00") == 1  # field 2, zero length
+
+
 def test_string_tensor_content_is_length_prefixed() -> None:
     proto = encode(strings(b"ab", b"c"), as_content=True)
     assert proto.tensor_content == b"\x02\x01abc"

@@ -23,7 +23,7 @@ Modules, from the pure core to the edges:
 - ``config``: reads the model config file.
 - ``servable``: one loaded SavedModel version and its TensorFlow session.
 - ``manager``: every loaded version, and the ModelSpec -> version resolution.
-- ``predict``, ``examples``, ``metadata``: the RPCs' logic.
+- ``predict``, ``examples``, ``multi_inference``, ``metadata``: the RPCs' logic.
 - ``service``: the gRPC servicers and server.
 - ``cli``: ``python -m tfgate_model_server`` (``tfgate model-server``) and its lifecycle.
 """

@@ -54,10 +54,16 @@ def load_model_config(path: Path, models_root: Path | None = None) -> tuple[Mode
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise StartupError(f"Cannot read model config file {path}: {exc}") from exc
+    config: Any = model_server_config_pb2.ModelServerConfig()
     try:
-        config: Any = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+        text_format.Parse(text, config)
     except text_format.ParseError as exc:
-        raise StartupError(f"Invalid model config file {path}: {exc}") from exc
+        # TF Serving's words: protobuf's text parser logs the first line, ParseProtoTextFile
+        # fails with the second.
+        raise StartupError(
+            f"Error parsing text-format {config.DESCRIPTOR.full_name}: {exc}\n"
+            f"Invalid protobuf file: '{path}'"
+        ) from exc
 
     kind = config.WhichOneof("config")
     if kind is None:

@@ -35,7 +35,7 @@ _DT_STRING = dtypes.BY_NAME["string"].enum
 def classify(manager: ServableManager, request: Any, *, timeout: float | None = None) -> Any:
     servable = manager.resolve_request(request)
     signature = _signature(servable, request.model_spec)
-    input_name, output_names = _classification_tensors(signature)
+    input_name, output_names = classification_tensors(signature)
     response = classification_pb2.ClassificationResponse()
     make_model_spec(
         response.model_spec,
@@ -51,7 +51,7 @@ def classify(manager: ServableManager, request: Any, *, timeout: float | None = 
         info = signature.outputs.get(alias)
         return None if info is None else by_name[info.name]
 
-    _fill_classifications(
+    fill_classifications(
         response.result, len(examples), output(CLASSIFY_CLASSES), output(CLASSIFY_SCORES)
     )
     return response
@@ -60,7 +60,7 @@ def classify(manager: ServableManager, request: Any, *, timeout: float | None = 
 def regress(manager: ServableManager, request: Any, *, timeout: float | None = None) -> Any:
     servable = manager.resolve_request(request)
     signature = _signature(servable, request.model_spec)
-    input_name, output_name = _regression_tensors(signature)
+    input_name, output_name = regression_tensors(signature)
     response = regression_pb2.RegressionResponse()
     make_model_spec(
         response.model_spec,
@@ -70,7 +70,7 @@ def regress(manager: ServableManager, request: Any, *, timeout: float | None = N
     )
     examples = serialized_examples(request.input)
     (output,) = servable.run([Feed(input_name, examples)], [output_name], timeout)
-    _fill_regressions(response.result, len(examples), output)
+    fill_regressions(response.result, len(examples), output)
     return response
 
 
@@ -100,7 +100,7 @@ def _signature(servable: Servable, model_spec: Any) -> Any:
     return signature
 
 
-def _classification_tensors(signature: Any) -> tuple[str, list[str]]:
+def classification_tensors(signature: Any) -> tuple[str, list[str]]:
     if len(signature.inputs) != 1:
         raise InvalidArgument("Expected one input Tensor.")
     if len(signature.outputs) not in (1, 2):
@@ -120,7 +120,7 @@ def _classification_tensors(signature: Any) -> tuple[str, list[str]]:
     return signature.inputs[CLASSIFY_INPUTS].name, outputs
 
 
-def _regression_tensors(signature: Any) -> tuple[str, str]:
+def regression_tensors(signature: Any) -> tuple[str, str]:
     if len(signature.inputs) != 1:
         raise InvalidArgument("Expected one input Tensor.")
     if len(signature.outputs) != 1:
@@ -157,7 +157,7 @@ def _check_matrix(array: npt.NDArray[Any], what: str, dtype: int, num_examples: 
         )
 
 
-def _fill_classifications(
+def fill_classifications(
     result: Any,
     num_examples: int,
     classes: npt.NDArray[Any] | None,
@@ -187,7 +187,7 @@ def _fill_classifications(
                 entry.score = float(scores[i, c])
 
 
-def _fill_regressions(result: Any, num_examples: int, output: npt.NDArray[Any]) -> None:
+def fill_regressions(result: Any, num_examples: int, output: npt.NDArray[Any]) -> None:
     if not (output.ndim == 1 or (output.ndim == 2 and output.shape[1] == 1)):
         raise InvalidArgument(
             "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but "

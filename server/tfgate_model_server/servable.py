@@ -1,8 +1,14 @@
 """One loaded version of a model: its MetaGraphDef and a TensorFlow session over its graph.
 
 Like TF Serving's ``SavedModelBundle``, a version is loaded with the TF1 loader into its own
-graph and session, so signatures run by tensor name through ``Session.run`` and TensorFlow's
-runtime errors keep their status codes. ``Session.run`` is thread-safe and releases the GIL.
+graph and session, so signatures run by tensor name and TensorFlow's runtime errors keep their
+status codes. Running is thread-safe and releases the GIL.
+
+Values are fed as TF Serving feeds them, through the C++ session with no check of their shape
+against the graph's static shapes: ``Session.run``'s Python layer refuses a value of shape
+(1,) for a tensor of shape (None, 1), where TF Serving computes y = [3.0] for half_plus_two.
+So ``run`` checks dtypes as the C++ session does and then calls ``BaseSession._do_run``, the
+step ``Session.run`` takes after its Python-side checks.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
+from tensorflow.python.client import pywrap_tf_session
 
 from tfgate_model_server.errors import InvalidArgument, ServingError, StartupError
 from tfgate_model_server.tensors import dtype_name
@@ -88,18 +95,36 @@ class Servable:
         if timeout is not None:
             options = tf.compat.v1.RunOptions(timeout_in_ms=max(1, int(timeout * 1000)))
         try:
-            outputs = self._session.run(
-                list(fetches), {f.tensor: f.value for f in feeds}, options=options
-            )
+            outputs = self._run_unchecked(feeds, fetches, options)
         except tf.errors.OpError as exc:
             message = exc.message.removeprefix(_PYTHON_PREFIX)
             raise ServingError(
                 message, _CODES.get(exc.error_code, grpc.StatusCode.UNKNOWN)
             ) from exc
-        except (TypeError, ValueError) as exc:
-            # Python-side feed checks, e.g. a shape the placeholder cannot take.
+        except (TypeError, ValueError, KeyError) as exc:
+            # A tensor name the graph does not have.
             raise InvalidArgument(str(exc)) from exc
         return [np.asarray(o) for o in outputs]
+
+    def _run_unchecked(
+        self, feeds: Sequence[Feed], fetches: Sequence[str], options: Any
+    ) -> list[Any]:
+        graph = self._session.graph
+        feed_dict = {graph.get_tensor_by_name(f.tensor).ref(): f.value for f in feeds}
+        fetch_list = [graph.get_tensor_by_name(name) for name in fetches]
+        buffer = (
+            pywrap_tf_session.TF_NewBufferFromString(options.SerializeToString())
+            if options is not None
+            else None
+        )
+        try:
+            outputs: list[Any] = self._session._do_run(
+                None, [], fetch_list, feed_dict, buffer, None
+            )
+        finally:
+            if buffer is not None:
+                pywrap_tf_session.TF_DeleteBuffer(buffer)
+        return outputs
 
     def close(self) -> None:
         self._session.close()

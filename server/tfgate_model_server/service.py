@@ -21,7 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from tfgate_model_server import examples, metadata, predict
+from tfgate_model_server import examples, metadata, multi_inference, predict
 from tfgate_model_server.errors import ServingError, Unimplemented
 from tfgate_model_server.manager import ServableManager
 
@@ -34,7 +34,7 @@ _MAX_MESSAGE = 2**31 - 1
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
-    """Predict, Classify, Regress and GetModelMetadata; MultiInference is UNIMPLEMENTED."""
+    """Predict, Classify, Regress, MultiInference and GetModelMetadata."""
 
     def __init__(self, manager: ServableManager, *, as_tensor_content: bool) -> None:
         self._manager = manager
@@ -53,6 +53,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer): 
 
     def Regress(self, request: Any, context: grpc.ServicerContext) -> Any:
         return examples.regress(self._manager, request, timeout=context.time_remaining())
+
+    def MultiInference(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return multi_inference.multi_inference(
+            self._manager, request, timeout=context.time_remaining()
+        )
 
     def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
         return metadata.get_model_metadata(self._manager, request)

@@ -148,6 +148,8 @@ def fill_proto(array: npt.NDArray[Any], proto: TensorProto, *, as_content: bool)
     dtype = _dtype_of(array)
     field = _val_field(dtype)
     proto.dtype = dtype.enum
+    # Always present, as TensorShape::AsProto writes it: a scalar's is an empty tensor_shape {}.
+    proto.tensor_shape.SetInParent()
     for size in array.shape:
         proto.tensor_shape.dim.add().size = size
     flat = array.reshape(-1)
