@@ -164,7 +164,11 @@ def test_shapes_that_do_not_fit(tensor, spec) -> None:
         (T(floats=[1, 2, 3]), (-1, 2), "no shape of the signature's [-1, 2] holds 3 values"),
         (T(floats=[1, 2]), (), "no shape of the signature's [] holds 2 values"),
         (T(floats=[1]), (2,), "no shape of the signature's [2] holds 1 value"),
-        (T(floats=[1, 2, 3, 4]), (-1, -1), "the signature's [-1, -1] holds 4 values in more than one shape"),
+        (
+            T(floats=[1, 2, 3, 4]),
+            (-1, -1),
+            "the signature's [-1, -1] holds 4 values in more than one shape",
+        ),
     ],
 )
 def test_values_without_a_shape_that_fit_no_signature_shape(tensor, spec, needle) -> None:
