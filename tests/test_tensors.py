@@ -169,6 +169,7 @@ def test_shapes_that_do_not_fit(tensor, spec) -> None:
             (-1, -1),
             "the signature's [-1, -1] holds 4 values in more than one shape",
         ),
+        (T(floats=[1]), (-1, 0), "no shape of the signature's [-1, 0] holds 1 value"),
     ],
 )
 def test_values_without_a_shape_that_fit_no_signature_shape(tensor, spec, needle) -> None:

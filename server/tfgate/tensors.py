@@ -109,16 +109,17 @@ def _fitted(what: str, count: int, spec: Shape | None) -> Shape:
     """The shape of ``count`` values sent without one: the signature's ``spec`` with its one
     unknown dimension (-1) worked out, e.g. [-1, 1] with 3 values is [3, 1]; 1-D for an unknown
     rank. Refused when no shape of ``spec`` holds ``count`` values, or more than one does."""
-    if spec is None:
+    if spec is None or (len(spec) == 1 and spec[0] < 0):  # the common batch of scalars
         return (count,)
     unknown = [i for i, d in enumerate(spec) if d < 0]
     known = math.prod(d for d in spec if d >= 0)
-    if not unknown and known == count:
-        return spec
-    if len(unknown) == 1 and known and count % known == 0:
+    if not unknown:
+        if known == count:
+            return spec
+    elif known and count % known == 0 and len(unknown) == 1:
         at = unknown[0]
         return (*spec[:at], count // known, *spec[at + 1 :])
-    if len(unknown) > 1 and known and count % known == 0:
+    elif known and count % known == 0:
         raise InvalidArgument(
             f"{what}: the signature's {describe_shape(spec)} holds {counted(count, 'value')} "
             "in more than one shape: send a shape"
