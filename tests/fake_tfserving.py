@@ -354,6 +354,7 @@ class FakeTFServing(
                     if shape is None:
                         info.tensor_shape.unknown_rank = True
                     else:
+                        info.tensor_shape.SetInParent()  # present even for a scalar, as TF's
                         for d in shape:
                             info.tensor_shape.dim.add(size=d)
         response = get_model_metadata_pb2.GetModelMetadataResponse()

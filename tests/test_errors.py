@@ -51,3 +51,12 @@ def test_code_of_an_outcome() -> None:
     assert errors.code_of(errors.from_backend(Code.DATA_LOSS, "x")) is Code.INTERNAL
     assert errors.code_of(asyncio.CancelledError()) is Code.CANCELLED
     assert errors.code_of(KeyError("bug")) is Code.INTERNAL
+
+
+def test_the_bounds_are_the_documented_ones() -> None:
+    from tfgate import errors
+
+    assert (errors.MAX_NAME, errors.MAX_MESSAGE_BYTES) == (1024, 2048)
+    with open("docs/api.md") as doc:
+        text = doc.read()
+    assert "1024 characters" in text and "2048 UTF-8 bytes" in text

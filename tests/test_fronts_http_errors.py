@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from tfgate.errors import Code
+from tfgate.errors import MAX_MESSAGE_BYTES, Code, bounded
 from tfgate.fronts.http import errors, v1_json
 
 
@@ -23,7 +23,7 @@ def test_the_usual_mapping() -> None:
 
 
 def test_error_body_names_the_code_and_bounds_the_message() -> None:
-    body = orjson.loads(v1_json.error_json(Code.NOT_FOUND, errors.bounded("no model 'x'")))
+    body = orjson.loads(v1_json.error_json(Code.NOT_FOUND, bounded("no model 'x'")))
     assert body == {"code": 5, "status": "NOT_FOUND", "message": "no model 'x'", "details": []}
-    long = errors.bounded("y" * 100_000)
-    assert len(long) == errors.MAX_MESSAGE and long.endswith("...")
+    long = bounded("y" * 100_000)
+    assert len(long) == MAX_MESSAGE_BYTES and long.endswith("...")

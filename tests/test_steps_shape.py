@@ -28,6 +28,7 @@ def test_shape_steps(step, given: np.ndarray, expected) -> None:
     ("step", "given", "needle"),
     [
         (Reshape((-1, 3)), np.arange(4.0), "cannot reshape 4 values of shape [4] to [-1, 3]"),
+        (Reshape((2,)), np.arange(1.0), "cannot reshape 1 value of shape [1] to [2]"),
         (Expand(3), np.arange(4.0), "axis 3 is out of range for shape [4]"),
     ],
 )

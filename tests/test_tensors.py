@@ -127,19 +127,30 @@ def test_unsupported_signature_dtype() -> None:
         (T(floats=[1, 2, 3, 4], shape=[1, 2, 2]), (1, 2, 2), [1, 2, 2]),
         (T(floats=[7]), (), []),
         (T(shape=[0, 3]), (-1, 3), [0, 3]),
+        # Without a shape, the values take the signature's, its one unknown dimension worked out.
+        (T(floats=[1, 2, 3]), (-1, 1), [3, 1]),
+        (T(floats=[1, 2, 3, 4, 5, 6]), (2, -1), [2, 3]),
+        (T(floats=[1, 2, 3, 4]), (2, 2), [2, 2]),
+        (T(floats=[7]), (1,), [1]),
+        # An unknown rank takes any shape.
+        (T(floats=[1, 2, 3, 4], shape=[2, 1, 2]), None, [2, 1, 2]),
+        (T(floats=[7], shape=[1, 1]), None, [1, 1]),
     ],
 )
 def test_shapes_that_fit(tensor, spec, shape) -> None:
     assert [d.size for d in to_proto(tensor, "float32", spec).tensor_shape.dim] == shape
+    direct = tensor_pb2.TensorProto.FromString(
+        b"".join(from_domain_chunks("input 'x'", tensor, D["float32"], spec))
+    )
+    assert [d.size for d in direct.tensor_shape.dim] == shape
 
 
 @pytest.mark.parametrize(
     ("tensor", "spec"),
     [
-        (T(floats=[1, 2, 3]), (-1, 1)),
         (T(floats=[1, 2, 3, 4], shape=[2, 2]), (-1, 3)),
         (T(floats=[1, 2, 3, 4], shape=[4]), (2, 2)),
-        (T(floats=[1, 2]), ()),
+        (T(floats=[1, 2, 3], shape=[3]), (-1, 1)),  # an explicit shape is never refitted
     ],
 )
 def test_shapes_that_do_not_fit(tensor, spec) -> None:
@@ -147,12 +158,80 @@ def test_shapes_that_do_not_fit(tensor, spec) -> None:
         to_proto(tensor, "float32", spec)
 
 
-def test_no_values_is_an_empty_tensor_of_that_shape() -> None:
+@pytest.mark.parametrize(
+    ("tensor", "spec", "needle"),
+    [
+        (T(floats=[1, 2, 3]), (-1, 2), "no shape of the signature's [-1, 2] holds 3 values"),
+        (T(floats=[1, 2]), (), "no shape of the signature's [] holds 2 values"),
+        (T(floats=[1]), (2,), "no shape of the signature's [2] holds 1 value"),
+        (
+            T(floats=[1, 2, 3, 4]),
+            (-1, -1),
+            "the signature's [-1, -1] holds 4 values in more than one shape",
+        ),
+        (T(floats=[1]), (-1, 0), "no shape of the signature's [-1, 0] holds 1 value"),
+    ],
+)
+def test_values_without_a_shape_that_fit_no_signature_shape(tensor, spec, needle) -> None:
+    for write in (from_domain_chunks, tensors.from_domain):
+        with pytest.raises(InvalidArgument, match=re.escape(f"input 'x': {needle}")):
+            write("input 'x'", tensor, D["float32"], spec)
+
+
+def test_an_empty_tensor_needs_a_shape_with_a_zero() -> None:
     proto = to_proto(T(shape=[2, 0]), "int32")
     assert [d.size for d in proto.tensor_shape.dim] == [2, 0]
     assert proto.tensor_content == b""
-    with pytest.raises(InvalidArgument, match="holds 1 values, but 0"):
-        to_proto(T(shape=[1]), "int32")
+    for tensor in (T(), T(shape=[1]), T(dtype="float32")):
+        for write in (from_domain_chunks, tensors.from_domain):
+            with pytest.raises(InvalidArgument, match=r"input 'x': no value list; set exactly one"):
+                write("input 'x'", tensor, D["float32"], (-1,))
+
+
+@pytest.mark.parametrize(
+    ("tensor", "needle"),
+    [
+        (T(floats=[1.0], shape=[2]), "holds 2 values, but 1 was given"),
+        (T(floats=[1.0, 2.0], shape=[1]), "holds 1 value, but 2 were given"),
+    ],
+)
+def test_counts_in_messages_agree_in_number(tensor, needle) -> None:
+    for write in (from_domain_chunks, tensors.from_domain):
+        with pytest.raises(InvalidArgument, match=re.escape(needle)):
+            write("input 'x'", tensor, D["float32"], None)
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype"),
+    [
+        ({"floats": [1.0]}, "float32"),
+        ({"floats": [1.0]}, "float64"),
+        ({"doubles": [1.0]}, "float64"),
+        ({"doubles": [1.0]}, "float32"),
+        ({"ints": [1]}, "int64"),
+        ({"ints": [1]}, "float32"),
+        ({"strings": ["a"]}, "string"),
+        ({"bytes_values": [b"a"]}, "string"),
+        ({"bools": [True]}, "bool"),
+    ],
+)
+def test_more_dimensions_than_numpy_holds_are_invalid_argument(values, dtype) -> None:
+    at_most = T(shape=[1] * tensors.MAX_RANK, **values)
+    assert len(from_domain_chunks("input 'x'", at_most, D[dtype], None)) >= 1
+    tensor = T(shape=[1] * (tensors.MAX_RANK + 1), **values)
+    for write in (from_domain_chunks, tensors.from_domain):
+        with pytest.raises(InvalidArgument, match=r"input 'x': shape has 65 dimensions, more than"):
+            write("input 'x'", tensor, D[dtype], None)
+
+
+@pytest.mark.parametrize(
+    "tensor", [T(floats=[1.0, 2.0]), T(doubles=[1.0]), T(ints=[1]), T(shape=[0])]
+)
+def test_a_sparse_input_is_refused_whatever_the_list(tensor) -> None:
+    # A sparse (COO) float32 input: its TensorInfo's dtype is DT_FLOAT, its encoding not a name.
+    sparse = dtypes.DType(1, "sparse", "unsupported", None, None)
+    with pytest.raises(Unsupported, match=r"input 'x': the signature's dtype sparse cannot be fed"):
+        from_domain_chunks("input 'x'", tensor, sparse, None)
 
 
 # -- responses -------------------------------------------------------------------------------
@@ -385,7 +464,7 @@ def test_direct_input_encoding_reads_a_packed_payload_in_place() -> None:
     ("tensor", "spec", "needle"),
     [
         (T(floats=[1.0, 2.0], shape=[3]), (-1,), "shape [3] holds 3 values, but 2 were given"),
-        (T(floats=[1.0, 2.0]), (-1, 2), "does not match the signature's [-1, 2]"),
+        (T(floats=[1.0, 2.0], shape=[2]), (-1, 2), "does not match the signature's [-1, 2]"),
         (T(floats=[1.0], doubles=[2.0]), None, "set exactly one value list, got floats, doubles"),
     ],
 )

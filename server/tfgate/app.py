@@ -18,7 +18,7 @@ from tfgate.calls import Call
 from tfgate.catalog import Catalog
 from tfgate.config import Config
 from tfgate.fronts import passthrough
-from tfgate.fronts.grpc import SERVICE_NAME, InferenceServicer
+from tfgate.fronts.grpc import SERVICE_NAME, InferenceServicer, Limits
 from tfgate.fronts.passthrough import PassThrough
 from tfgate.inference import Inference
 from tfgate.plans.plan import Plans
@@ -69,11 +69,14 @@ class Gateway:
         except BaseException:
             await self.upstream.close()
             raise
-        service = InferenceServicer(self.inference, self.config.default_timeout)
+        limits = Limits(
+            self.config.default_timeout, self.config.max_message_bytes, lambda: self._stopping
+        )
+        service = InferenceServicer(self.inference, limits)
         self._server.add_generic_rpc_handlers((service.handler(),))
         names = [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME]
         if self.config.tf_serving_api:
-            forwarded = PassThrough(self.inference, self.config.default_timeout)
+            forwarded = PassThrough(self.inference, limits)
             self._server.add_generic_rpc_handlers(forwarded.handlers())
             names += passthrough.METHODS
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)

@@ -8,10 +8,12 @@ Policies that must apply to every front alike are steps here, not branches in a 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
+from typing import Final
 
-from tfgate.errors import code_of
+from tfgate.errors import Code, code_of
 
 access_logger = logging.getLogger("tfgate.access")
 
@@ -28,12 +30,33 @@ class Call:
     request_id: str = ""
 
 
+# Characters a logged value may hold as it is; anything else is quoted and escaped.
+_PLAIN: Final = re.compile(r"[A-Za-z0-9_.:/@+\-]+")
+# Characters of a caller's value a log line shows at most.
+MAX_LOGGED: Final = 256
+
+
+def loggable(value: object) -> str:
+    """``value`` as a log line may show it: as it is when plain; else in double quotes with
+    control characters, quotes, backslashes and non-ASCII escaped (so no caller text can break
+    a line or forge a field), and cut to MAX_LOGGED characters, saying how long it was."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= MAX_LOGGED and _PLAIN.fullmatch(text):
+        return text
+    cut = text[:MAX_LOGGED]
+    escaped = cut.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+    more = f"...({len(text)} characters)" if len(text) > MAX_LOGGED else ""
+    return f'"{escaped}"{more}'
+
+
 class Record:
     """The access log of one call: ``METHOD model=NAME version=V code=CODE ms=MS front=FRONT``.
 
     The front sets ``model`` and ``version`` as it learns them, and calls ``done`` with the
     exception the call ended with, if any (tfgate.errors.code_of decides its code), so that
-    every front logs the same codes.
+    every front logs the same codes; or ``done_with`` the code the caller got when no
+    exception says it (a call grpc cancelled). The model and version, which the caller
+    named, go through ``loggable``.
     """
 
     __slots__ = ("call", "method", "model", "start", "version")
@@ -46,13 +69,16 @@ class Record:
         self.start = time.perf_counter()
 
     def done(self, exc: BaseException | None = None) -> None:
+        self.done_with(code_of(exc))
+
+    def done_with(self, code: Code) -> None:
         if access_logger.isEnabledFor(logging.INFO):  # else not even its arguments
             access_logger.info(
                 "%s model=%s version=%s code=%s ms=%.2f front=%s",
-                self.method,
-                self.model,
-                self.version,
-                code_of(exc).name,
+                self.method,  # the front's own words; an HTTP path in it is loggable already
+                loggable(self.model),
+                loggable(self.version),
+                code.name,
                 (time.perf_counter() - self.start) * 1000.0,
                 self.call.front,
             )

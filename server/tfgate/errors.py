@@ -109,6 +109,40 @@ class BackendError(GatewayError):
 # The message an unexpected error is answered with, on every front.
 INTERNAL_MESSAGE: Final = "internal error in tfgate; see its log"
 
+# The longest name (model, version label, signature, input, output) a request may carry, in
+# characters: a name ends up in messages and logs, and gRPC sends a message in a header.
+MAX_NAME: Final = 1024
+# The most UTF-8 bytes of a message any front sends. gRPC percent-encodes a status message for
+# its grpc-message header (up to 3 bytes per byte) and refuses headers over 8 KiB (16 KiB at
+# most): a longer message would replace the call's status with RESOURCE_EXHAUSTED.
+MAX_MESSAGE_BYTES: Final = 2048
+
+
+def bounded(message: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+    """``message`` cut to at most ``limit`` UTF-8 bytes (at a character), marked with "..."."""
+    if len(message) * 4 <= limit:
+        return message  # no text of that many characters can be longer
+    data = message.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return message
+    return data[: limit - 3].decode("utf-8", "ignore") + "..."
+
+
+def check_name(field: str, name: str) -> None:
+    """INVALID_ARGUMENT naming ``field`` when ``name`` is longer than MAX_NAME."""
+    if len(name) > MAX_NAME:
+        raise InvalidArgument(
+            f"{field}: {len(name)} characters long, more than tfgate's {MAX_NAME}"
+        )
+
+
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """``count`` and the noun in its number: "1 value", "2 values", "1 was", "3 were"."""
+    if count == 1:
+        return f"1 {singular}"
+    return f"{count} {plural or singular + 's'}"
+
+
 # What each status TF Serving can return becomes for tfgate's caller. TF Serving's own codes for
 # the caller's mistakes pass through with TF Serving's message; codes that say something about the
 # deployment rather than the request (auth between tfgate and TF Serving, a broken backend) become

@@ -37,6 +37,7 @@ class Inference:
 
     async def predict(self, request: Predict, call: Call) -> Answer:
         sel = translate.selector(request.model, request.version, request.label)
+        translate.check_names(request.signature, request.inputs, request.output_filter)
         meta = self.catalog.cached(sel) or await self.catalog.metadata(sel, call)
         check_value_count(request, self._max_elements)  # before the signature, as always
         plan = self.plans.plan(meta, request.signature)
@@ -63,8 +64,9 @@ class Inference:
     ) -> inference_pb2.Model:
         """Every version's state, and the signatures of the version named (or the latest)."""
         sel = translate.selector(model, version, label)
-        status = await self.model_status(translate.Selector(sel.model), call)
+        # The signatures first: an unknown model is then refused in the very words of Predict.
         meta = await self.catalog.metadata(sel, call)
+        status = await self.model_status(translate.Selector(sel.model), call)
         view = translate.model_view(status, meta)
         self.plans.describe(meta, view)
         return view

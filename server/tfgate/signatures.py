@@ -19,6 +19,8 @@ from tfgate.tfs.tensorflow_serving.apis import get_model_metadata_pb2
 
 DEFAULT_SIGNATURE: Final = "serving_default"
 SIGNATURE_DEF_FIELD: Final = "signature_def"
+# SavedModel's own entries in the signature map (__saved_model_init_op): not for callers.
+INTERNAL_PREFIX: Final = "__saved_model"
 
 
 @dataclass(frozen=True)
@@ -47,13 +49,21 @@ class ModelMetadata:
     version: int
     signatures: Mapping[str, Signature]
 
+    def offered(self) -> str:
+        """The signatures a caller can name, for messages: SavedModel's own init op (which TF
+        Serving lists too) is not one of them."""
+        return ", ".join(k for k in self.signatures if not k.startswith(INTERNAL_PREFIX)) or "none"
+
 
 def _spec(info: meta_graph_pb2.TensorInfo) -> TensorSpec:
     if info.WhichOneof("encoding") != "name":
         # Sparse and composite tensors cannot be fed through a dense tfgate.v1.Tensor.
         return TensorSpec(DType(info.dtype, "sparse", "unsupported", None, None), None)
+    # No tensor_shape at all (an older export, e.g. TF Serving's half_plus_three) says no more
+    # than unknown_rank does; a scalar's is present and empty.
     shape = info.tensor_shape
-    dims = None if shape.unknown_rank else tuple(int(d.size) for d in shape.dim)
+    known = info.HasField("tensor_shape") and not shape.unknown_rank
+    dims = tuple(int(d.size) for d in shape.dim) if known else None
     return TensorSpec(dtypes.from_enum(info.dtype), dims)
 
 

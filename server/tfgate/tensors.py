@@ -19,7 +19,7 @@ import numpy as np
 
 from tfgate import dtypes, wire
 from tfgate.dtypes import DType
-from tfgate.errors import BadBackendAnswer, InvalidArgument, Unsupported
+from tfgate.errors import BadBackendAnswer, InvalidArgument, Unsupported, counted
 from tfgate.tfs.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
 from tfgate.v1 import inference_pb2
 
@@ -34,6 +34,8 @@ VALUE_LISTS: Final = ("floats", "doubles", "ints", "strings", "bytes_values", "b
 _VALUE_FIELDS: Final = frozenset(VALUE_LISTS)
 # No tensor, even an empty one, may span more than this many elements in its non-zero dimensions.
 _MAX_EXTENT: Final = 2**40
+# Dimensions a request tensor may have: numpy's limit (TensorFlow's is 254).
+MAX_RANK: Final = 64
 _F32: Final = np.dtype("<f4")
 _F64: Final = np.dtype("<f8")
 
@@ -103,21 +105,51 @@ def check_shape(what: str, shape: Shape, spec: Shape | None) -> None:
         )
 
 
+def _fitted(what: str, count: int, spec: Shape | None) -> Shape:
+    """The shape of ``count`` values sent without one: the signature's ``spec`` with its one
+    unknown dimension (-1) worked out, e.g. [-1, 1] with 3 values is [3, 1]; 1-D for an unknown
+    rank. Refused when no shape of ``spec`` holds ``count`` values, or more than one does."""
+    if spec is None or (len(spec) == 1 and spec[0] < 0):  # the common batch of scalars
+        return (count,)
+    unknown = [i for i, d in enumerate(spec) if d < 0]
+    known = math.prod(d for d in spec if d >= 0)
+    if not unknown:
+        if known == count:
+            return spec
+    elif known and count % known == 0 and len(unknown) == 1:
+        at = unknown[0]
+        return (*spec[:at], count // known, *spec[at + 1 :])
+    elif known and count % known == 0:
+        raise InvalidArgument(
+            f"{what}: the signature's {describe_shape(spec)} holds {counted(count, 'value')} "
+            "in more than one shape: send a shape"
+        )
+    raise InvalidArgument(
+        f"{what}: no shape of the signature's {describe_shape(spec)} holds "
+        f"{counted(count, 'value')}"
+    )
+
+
 def _request_shape(
     what: str, tensor: inference_pb2.Tensor, count: int, spec: Shape | None
 ) -> Shape:
     if not tensor.shape:
-        # No shape: 1-D, unless the signature wants a scalar and there is one value.
-        return () if spec == () and count == 1 else (count,)
-    shape = tuple(tensor.shape)
-    if any(d < 0 for d in shape):
-        raise InvalidArgument(f"{what}: shape {describe_shape(shape)} has a negative dimension")
+        shape = _fitted(what, count, spec)
+    else:
+        shape = tuple(tensor.shape)
+        if any(d < 0 for d in shape):
+            raise InvalidArgument(f"{what}: shape {describe_shape(shape)} has a negative dimension")
+    if len(shape) > MAX_RANK:
+        raise InvalidArgument(
+            f"{what}: shape has {len(shape)} dimensions, more than tfgate's {MAX_RANK}"
+        )
     if math.prod(d for d in shape if d) > _MAX_EXTENT:
         raise InvalidArgument(f"{what}: shape {describe_shape(shape)} is too large")
     size = math.prod(shape)
     if size != count:
         raise InvalidArgument(
-            f"{what}: shape {describe_shape(shape)} holds {size} values, but {count} were given"
+            f"{what}: shape {describe_shape(shape)} holds {counted(size, 'value')}, but "
+            f"{counted(count, 'was', 'were')} given"
         )
     return shape
 
@@ -191,6 +223,12 @@ def from_domain(
     list chosen and its size agrees with the message's.
     """
     chosen, values = chosen_list(what, tensor)
+    if chosen is None and (not tensor.shape or math.prod(tensor.shape) != 0):
+        # proto3 cannot tell an empty list from none: only a shape with a 0 says "empty".
+        raise InvalidArgument(
+            f"{what}: no value list; set exactly one of {', '.join(VALUE_LISTS)} "
+            "(an empty tensor needs a shape with a 0 dimension, e.g. [0, 3])"
+        )
     shape = _request_shape(what, tensor, len(values), spec)
     check_shape(what, shape, spec)
     if dtype.kind == "unsupported":
@@ -251,7 +289,8 @@ def encode_input(
     if isinstance(given, np.ndarray):
         array = from_array(what, given, dtype, spec)
         return array.shape, to_proto_chunks(array, dtype)
-    same = _SAME_BYTES.get(dtype.enum)
+    # Only a dense float input: a sparse one shares its dtype's enum, and is refused below.
+    same = _SAME_BYTES.get(dtype.enum) if dtype.kind == "float" else None
     if same is not None:
         chosen, values = chosen_list(what, given)
         if chosen == same.values:

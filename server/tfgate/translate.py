@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 from google.protobuf import wrappers_pb2
 
 from tfgate import tensors, wire
-from tfgate.errors import FailedPrecondition, InvalidArgument
+from tfgate.errors import MAX_NAME, FailedPrecondition, InvalidArgument, check_name
 from tfgate.signatures import DEFAULT_SIGNATURE, SIGNATURE_DEF_FIELD, ModelMetadata, Signature
 from tfgate.tfs.tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -69,6 +69,8 @@ def selector(model: str, version: int, label: str) -> Selector:
     """Checks the model/version/version_label fields shared by Predict and GetModel."""
     if not model:
         raise InvalidArgument("model: required, got an empty name")
+    check_name("model", model)
+    check_name("version_label", label)
     if version < 0:
         raise InvalidArgument(f"version: must be positive (or 0 for the latest), got {version}")
     if version and label:
@@ -76,6 +78,18 @@ def selector(model: str, version: int, label: str) -> Selector:
             f"version and version_label: set at most one, got {version} and '{label}'"
         )
     return Selector(model, version, label)
+
+
+def check_names(signature: str, inputs: Iterable[str], output_filter: Iterable[str]) -> None:
+    """Refuses a Predict's names over tfgate's bound (tfgate.errors.MAX_NAME), naming the field,
+    before any of them is quoted in a message."""
+    check_name("signature", signature)
+    for name in inputs:
+        if len(name) > MAX_NAME:
+            check_name(f"input '{name[:32]}...'", name)
+    for name in output_filter:
+        if len(name) > MAX_NAME:
+            check_name(f"output_filter '{name[:32]}...'", name)
 
 
 def metadata_request(sel: Selector) -> get_model_metadata_pb2.GetModelMetadataRequest:
@@ -96,7 +110,7 @@ def signature_of(meta: ModelMetadata, name: str) -> tuple[str, Signature]:
         # TF Serving's own code and words for this case.
         raise FailedPrecondition(
             f"Serving signature key \"{key}\" not found. Model '{meta.model}' version "
-            f"{meta.version} has: {', '.join(meta.signatures) or 'none'}"
+            f"{meta.version} has: {meta.offered()}"
         )
     return key, found
 

@@ -11,14 +11,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar, cast
 
 import grpc
+from google.protobuf.message import Message
 
 from tfgate import translate
 from tfgate.calls import Call, Record
 from tfgate.domain import Predict
-from tfgate.errors import INTERNAL_MESSAGE, Code, GatewayError
+from tfgate.errors import INTERNAL_MESSAGE, Code, GatewayError, ResourceExhausted, bounded
 from tfgate.fronts.v1 import parser, predict_of
 from tfgate.inference import Inference
 from tfgate.v1 import inference_pb2
@@ -45,25 +47,60 @@ def call_of(context: Context, front: str, method: str, default_timeout: float) -
     return Call(front, method, deadline, context.peer() or "")
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What the gRPC server is set to, as the handlers must know it: the deadline of a call
+    without one, the largest answer grpc sends (its max_send_message_length), and whether the
+    server is stopping (a call cancelled then is answered UNAVAILABLE by grpc)."""
+
+    default_timeout: float
+    max_send: int = 2**31 - 1
+    stopping: Callable[[], bool] = lambda: False
+
+
+def _size(response: object) -> int:
+    return len(response) if isinstance(response, bytes) else cast(Message, response).ByteSize()
+
+
+def _cancelled_code(context: Context, limits: Limits) -> Code:
+    """What the caller of a call grpc cancelled received: its deadline passed, the server
+    stopped, or the caller went away."""
+    remaining = cast(float | None, context.time_remaining())
+    if remaining is not None and remaining <= 0.001:
+        return Code.DEADLINE_EXCEEDED
+    if limits.stopping():
+        return Code.UNAVAILABLE
+    return Code.CANCELLED
+
+
 def rpc(
-    front: str, method: str, parse: Callable[[bytes], _Req], default_timeout: float
+    front: str, method: str, parse: Callable[[bytes], _Req], limits: Limits
 ) -> Callable[[Handler[_Req, _Resp]], RawHandler[_Resp]]:
     """Wraps a handler ``fn(request, call, record)``: the one place where errors become statuses.
 
     The wrapped handler takes the request's bytes and ``parse`` turns them into its argument;
-    the handler sets ``record.model`` / ``record.version`` for the access log.
+    the handler sets ``record.model`` / ``record.version`` for the access log, which records
+    the code the caller gets. Messages are cut to tfgate.errors.MAX_MESSAGE_BYTES, which any
+    grpc-message header holds.
     """
 
     def decorate(fn: Handler[_Req, _Resp]) -> RawHandler[_Resp]:
         async def wrapper(data: bytes, context: Context) -> _Resp:
-            record = Record(call_of(context, front, method, default_timeout))
+            record = Record(call_of(context, front, method, limits.default_timeout))
             try:
                 response = await fn(parse(data), record.call, record)
+                size = _size(response)
+                if size > limits.max_send:
+                    # grpc would refuse to send it after the log said OK: refused here instead.
+                    raise ResourceExhausted(
+                        f"the answer is {size} bytes, more than tfgate's max_message_bytes "
+                        f"({limits.max_send})"
+                    )
             except GatewayError as exc:
                 record.done(exc)
-                await context.abort(STATUS[exc.code], exc.message)
-            except asyncio.CancelledError as exc:
-                record.done(exc)
+                await context.abort(STATUS[exc.code], bounded(exc.message))
+            except asyncio.CancelledError:
+                record.done_with(_cancelled_code(context, limits))
                 raise
             except Exception as exc:
                 logger.exception("%s failed", method)
@@ -80,15 +117,15 @@ def rpc(
 class InferenceServicer:
     """tfgate.v1.InferenceService over the request core."""
 
-    def __init__(self, inference: Inference, default_timeout: float) -> None:
+    def __init__(self, inference: Inference, limits: Limits) -> None:
         self._inference = inference
-        self._default_timeout = default_timeout
+        self._limits = limits
 
     def handler(self) -> grpc.GenericRpcHandler:
         inference = self._inference
-        timeout = self._default_timeout
+        limits = self._limits
 
-        @rpc("grpc", "Predict", predict_of, timeout)
+        @rpc("grpc", "Predict", predict_of, limits)
         async def predict(request: Predict, call: Call, record: Record) -> bytes:
             record.model = request.model or "-"
             answer = await inference.predict(request, call)
@@ -96,7 +133,7 @@ class InferenceServicer:
             record.version = encoded.version
             return encoded.data
 
-        @rpc("grpc", "GetModel", parser(inference_pb2.GetModelRequest), timeout)
+        @rpc("grpc", "GetModel", parser(inference_pb2.GetModelRequest), limits)
         async def get_model(
             request: inference_pb2.GetModelRequest, call: Call, record: Record
         ) -> inference_pb2.Model:

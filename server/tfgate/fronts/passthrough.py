@@ -15,7 +15,7 @@ import grpc
 
 from tfgate import wire
 from tfgate.calls import Call, Record
-from tfgate.fronts.grpc import RawHandler, rpc
+from tfgate.fronts.grpc import Limits, RawHandler, rpc
 from tfgate.inference import Inference
 from tfgate.tfs.tensorflow_serving.apis import (
     model_pb2,
@@ -54,14 +54,14 @@ def model_name(data: bytes) -> str:
 class PassThrough:
     """TF Serving's own gRPC API, forwarded through the request core."""
 
-    def __init__(self, inference: Inference, default_timeout: float) -> None:
+    def __init__(self, inference: Inference, limits: Limits) -> None:
         self._inference = inference
-        self._default_timeout = default_timeout
+        self._limits = limits
 
     def _forwarder(self, path: str) -> RawHandler[bytes]:
         inference = self._inference
 
-        @rpc("tfs-grpc", path, _same, self._default_timeout)
+        @rpc("tfs-grpc", path, _same, self._limits)
         async def forward(request: bytes, call: Call, record: Record) -> bytes:
             record.model = model_name(request)
             return await inference.forward(path, request, call)

@@ -169,10 +169,7 @@ def bind(section: ModelSection, meta: ModelMetadata) -> Plan:
     at = f"{section.origin}: model '{section.model}' version {meta.version}"
     signature: Signature | None = meta.signatures.get(section.signature)
     if signature is None:
-        raise BindError(
-            f"{at}: no signature '{section.signature}' (signatures: "
-            f"{', '.join(meta.signatures) or 'none'})"
-        )
+        raise BindError(f"{at}: no signature '{section.signature}' (signatures: {meta.offered()})")
     view = inference_pb2.Signature(method=signature.method)
     feeds: dict[str, Feed] = {}
     for s in section.inputs.values():

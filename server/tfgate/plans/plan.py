@@ -23,7 +23,7 @@ import numpy as np
 
 from tfgate import dtypes, tensors, translate, wire
 from tfgate.domain import UNNAMED, Predict
-from tfgate.errors import FailedPrecondition, GatewayError, InvalidArgument
+from tfgate.errors import FailedPrecondition, GatewayError, InvalidArgument, counted
 from tfgate.signatures import DEFAULT_SIGNATURE, ModelMetadata, Signature, TensorSpec
 from tfgate.tensors import Array, FromBackend, Given, Made, Output
 from tfgate.tfs.tensorflow_serving.apis import predict_pb2
@@ -70,7 +70,7 @@ def _text_of(what: str, given: Given) -> Array:
     if list(shape) != [len(values)]:
         raise InvalidArgument(
             f"{what}: expects a 1-D batch of texts; shape "
-            f"{tensors.describe_shape(tuple(shape))} does not fit {len(values)} values"
+            f"{tensors.describe_shape(tuple(shape))} does not fit {counted(len(values), 'value')}"
         )
     out = np.empty(len(values), dtype=object)
     out[:] = values

@@ -20,9 +20,9 @@ from typing import Final
 
 from aiohttp import web
 
-from tfgate.calls import Record
+from tfgate.calls import Record, loggable
 from tfgate.config import Config
-from tfgate.errors import INTERNAL_MESSAGE, Code, GatewayError
+from tfgate.errors import INTERNAL_MESSAGE, Code, GatewayError, bounded, code_of
 from tfgate.fronts.http import errors, tfserving, tfserving_json, v1, v1_json
 from tfgate.fronts.http.base import Converter, json_response, open_record
 from tfgate.inference import Inference
@@ -41,8 +41,8 @@ def _error(
 ) -> web.Response:
     if _tf_serving_route(request):
         http = status or tfserving_json.TFS_HTTP_STATUS[code.name]
-        return json_response(tfserving_json.error_body(errors.bounded(message)), http)
-    body = v1_json.error_json(code, errors.bounded(message))
+        return json_response(tfserving_json.error_body(bounded(message)), http)
+    body = v1_json.error_json(code, bounded(message))
     return json_response(body, status or errors.HTTP_STATUS[code])
 
 
@@ -58,6 +58,9 @@ class Middleware:
     def __init__(self, default_timeout: float) -> None:
         self._timeout = default_timeout
         self.in_flight: set[asyncio.Task[object]] = set()
+        # Set once the server stops: a call cancelled then did not lose its caller, the
+        # server dropped it.
+        self.stopping = False
 
     @web.middleware
     async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -91,10 +94,10 @@ class Middleware:
                 answer.headers["Allow"] = exc.headers.get("Allow", "")
             return answer
         except asyncio.CancelledError as exc:  # the client went away (handler_cancellation)
-            record.done(exc)
+            record.done_with(Code.UNAVAILABLE if self.stopping else code_of(exc))
             raise
         except Exception as exc:
-            logger.exception("HTTP %s %s failed", request.method, request.path)
+            logger.exception("HTTP %s %s failed", loggable(request.method), loggable(request.path))
             record.done(exc)
             return _error(request, Code.INTERNAL, INTERNAL_MESSAGE)
         record.done(None)
@@ -168,6 +171,7 @@ class HttpFront:
         """Stops accepting, lets in-flight calls finish within ``grace`` seconds, closes."""
         if self._runner is None:
             return
+        self._middleware.stopping = True
         if self._site is not None:
             await self._site.stop()
             self._site = None

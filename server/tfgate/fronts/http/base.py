@@ -17,7 +17,7 @@ from typing import Final, TypeVar
 
 from aiohttp import web
 
-from tfgate.calls import Call, Record
+from tfgate.calls import Call, Record, loggable
 from tfgate.errors import Cancelled, DeadlineExceeded, InvalidArgument
 
 RECORD_KEY: Final = web.RequestKey("tfgate.record", Record)
@@ -35,8 +35,8 @@ def json_response(body: bytes, status: int = 200) -> web.Response:
 
 def open_record(request: web.Request, front: str, default_timeout: float) -> Record:
     """The Record of a call not yet routed: ``METHOD PATH`` until a route names it."""
-    path = request.path if len(request.path) <= 128 else request.path[:125] + "..."
-    call = Call(front, f"{request.method} {path}", time.monotonic() + default_timeout)
+    method = f"{loggable(request.method)} {loggable(request.path)}"
+    call = Call(front, method, time.monotonic() + default_timeout)
     record = Record(call)
     request[RECORD_KEY] = record
     return record

@@ -40,10 +40,3 @@ CODE_OF_STATUS: Final[dict[int, Code]] = {
     405: Code.UNIMPLEMENTED,
     413: Code.RESOURCE_EXHAUSTED,
 }
-
-# Error messages are cut to this many characters: a message may quote what the caller sent.
-MAX_MESSAGE: Final = 4096
-
-
-def bounded(message: str) -> str:
-    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."

@@ -7,7 +7,7 @@ from typing import Self
 
 import numpy as np
 
-from tfgate.errors import InvalidArgument
+from tfgate.errors import InvalidArgument, counted
 from tfgate.plans.steps.base import ARRAYS, Arguments, Array, Kind, Step, Template, describe
 
 
@@ -48,7 +48,8 @@ class Reshape(Step):
             return value.reshape(self.shape)
         except ValueError:
             raise InvalidArgument(
-                f"{what}: cannot reshape {value.size} values of shape {describe(value.shape)} "
+                f"{what}: cannot reshape {counted(value.size, 'value')} of shape "
+                f"{describe(value.shape)} "
                 f"to {describe(self.shape)}"
             ) from None
 
