@@ -338,6 +338,10 @@ MALFORMED_METADATA = {
         metadata_answer(signature_map_bytes(b"serving\xff", half_plus_two_signature([-1]))),
         "signature_def",
     ),
+    "model name not UTF-8": (
+        wire.length_delimited(1, wire.length_delimited(1, b"half\xff")),
+        "GetModelMetadataResponse",
+    ),
     "dimension below -1": (
         metadata_answer(signature_map_bytes(b"serving_default", half_plus_two_signature([-7]))),
         "input 'x': shape [-7]",
@@ -389,14 +393,44 @@ async def test_malformed_metadata_is_a_specific_internal_error(
     await still_serving(gw)  # the bad answer was not cached
 
 
-@pytest.mark.parametrize("case", ["corrupt Any", "Any of another type", "signature key not UTF-8"])
+@pytest.mark.parametrize(
+    ("case", "needle"),
+    [
+        ("corrupt Any", "Failed to unpack 'Any' object to 'SignatureDefMap'"),
+        ("Any of another type", "Failed to unpack 'Any' object to 'SignatureDefMap'"),
+        ("signature key not UTF-8", "Failed to unpack 'Any' object to 'SignatureDefMap'"),
+        ("no signature_def", "Failed to find 'signature_def' key"),
+        ("model name not UTF-8", "not a valid GetModelMetadataResponse"),
+    ],
+)
 async def test_malformed_metadata_over_tf_servings_rest_api(
-    stack: tuple[FakeTFServing, Running], case: str
+    stack: tuple[FakeTFServing, Running], case: str, needle: str
 ) -> None:
     fake, gw = stack
     fake.answer_next("GetModelMetadata", MALFORMED_METADATA[case][0])
     status, message = await metadata_over_rest(gw)
     assert status == "500", message
     assert message.startswith("TF Serving's answer"), message
-    assert "SignatureDefMap" in message
+    assert needle in message
     assert (await metadata_over_rest(gw))[0] == "OK"
+
+
+async def test_a_malformed_model_status_is_a_specific_internal_error(
+    stack: tuple[FakeTFServing, Running],
+) -> None:
+    fake, gw = stack
+    # model_version_status[0].status.error_message (fields 1, 3, 2) is a string: not UTF-8 here.
+    status = wire.length_delimited(1, wire.length_delimited(3, wire.length_delimited(2, b"\xff")))
+    outcomes = []
+    for front in (get_model_over_grpc, get_model_over_json):
+        fake.answer_next("GetModelStatus", status)
+        outcomes.append(await front(gw))
+    fake.answer_next("GetModelStatus", status)
+    answer = await call(gw, "GET", f"/v1/models/{MODEL}")
+    outcomes.append(("INTERNAL" if answer.status == 500 else "", answer.json()["error"]))
+    for code, message in outcomes:
+        assert code == "INTERNAL", message
+        assert message == (
+            f"TF Serving's answer for model '{MODEL}' is not a valid GetModelStatusResponse"
+        )
+    assert (await get_model_over_grpc(gw))[0] == "OK"
