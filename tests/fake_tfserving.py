@@ -191,17 +191,18 @@ def _bytes_or(serialize: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
 def _register(server: grpc.aio.Server, servicer: Any) -> None:
     """The servicer's PredictionService and ModelService, whose methods may answer raw bytes."""
     found = _Handlers()
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, found)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(servicer, found)
+    collect: Any = found  # stands in for the server the generated functions expect
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, collect)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(servicer, collect)
     for service, handlers in found.services.items():
-        wrapped = {
-            name: grpc.unary_unary_rpc_method_handler(
+        wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        for name, handler in handlers.items():
+            assert handler.unary_unary is not None and handler.response_serializer is not None
+            wrapped[name] = grpc.unary_unary_rpc_method_handler(
                 handler.unary_unary,
                 request_deserializer=handler.request_deserializer,
                 response_serializer=_bytes_or(handler.response_serializer),
             )
-            for name, handler in handlers.items()
-        }
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
         server.add_registered_method_handlers(service, wrapped)
 

@@ -26,7 +26,7 @@ from tests.http_client import call, start_http
 from tfgate import wire
 from tfgate.tfs.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tfgate.tfs.tensorflow.core.protobuf import meta_graph_pb2
-from tfgate.tfs.tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
+from tfgate.tfs.tensorflow_serving.apis import get_model_metadata_pb2, model_pb2, predict_pb2
 from tfgate.v1 import inference_pb2
 
 pytestmark = pytest.mark.asyncio
@@ -304,9 +304,7 @@ def metadata_answer(signature_map: bytes, type_url: str | None = None) -> bytes:
 
 def signature_map_bytes(key: bytes, definition: meta_graph_pb2.SignatureDef) -> bytes:
     """A SignatureDefMap of one entry, its key written as raw bytes (maybe not UTF-8)."""
-    entry = wire.length_delimited(1, key) + wire.length_delimited(
-        2, definition.SerializeToString()
-    )
+    entry = wire.length_delimited(1, key) + wire.length_delimited(2, definition.SerializeToString())
     return wire.length_delimited(1, entry)
 
 
@@ -330,7 +328,7 @@ MALFORMED_METADATA = {
     ),
     "no signature_def": (
         get_model_metadata_pb2.GetModelMetadataResponse(
-            model_spec={"name": MODEL}
+            model_spec=model_pb2.ModelSpec(name=MODEL)
         ).SerializeToString(),
         "signature_def",
     ),

@@ -354,10 +354,11 @@ def answer_shape(what: str, proto: tensor_pb2.TensorProto) -> Shape:
     Reads the shape only, so it costs the same for any size."""
     if proto.tensor_shape.unknown_rank:
         raise bad_answer(what, "a shape of unknown rank")
-    shape = tuple(int(d.size) for d in proto.tensor_shape.dim)
-    if any(d < 0 for d in shape):
+    shape = tuple([d.size for d in proto.tensor_shape.dim])
+    if shape and min(shape) < 0:
         raise bad_answer(what, f"shape {describe_shape(shape)} has a negative dimension")
-    if math.prod(d for d in shape if d) > _MAX_EXTENT:
+    size = math.prod(shape)
+    if size > _MAX_EXTENT or (not size and math.prod(d for d in shape if d) > _MAX_EXTENT):
         raise bad_answer(what, f"shape {describe_shape(shape)} is too large")
     return shape
 

@@ -180,7 +180,9 @@ def check_answer(
             raise BadBackendAnswer(
                 f"TF Serving's answer lacks output '{name}' (it has: {', '.join(outputs)})"
             )
-    sizes = {key: math.prod(tensors.answer_shape(f"output '{key}'", outputs[key])) for key in outputs}
+    sizes = {
+        key: math.prod(tensors.answer_shape(f"output '{key}'", outputs[key])) for key in outputs
+    }
     total = sum(sizes.values())
     if total > max_elements:
         held = (
