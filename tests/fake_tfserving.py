@@ -4,7 +4,8 @@ It speaks tensorflow.serving.PredictionService (Predict, GetModelMetadata) and M
 (GetModelStatus) with TF Serving's version resolution, codes and messages, but runs numpy
 functions instead of SavedModels. It decodes tensors on its own (not with tfgate.tensors), so
 tests compare tfgate against an independent reading. Tests can queue failures, slow calls
-down, and read call counts, concurrency and cancellations.
+down, answer with crafted bytes (``answer_next``: malformed answers TF Serving would never
+send), and read call counts, concurrency and cancellations.
 """
 
 from __future__ import annotations
@@ -169,6 +170,43 @@ def encode(array: np.ndarray, dtype: Any, tensor_content: bool) -> tensor_pb2.Te
     return proto
 
 
+class _Handlers:
+    """Collects the method handlers a generated ``add_*_to_server`` function registers."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass
+
+    def add_registered_method_handlers(self, service: str, handlers: Any) -> None:
+        self.services[service] = handlers
+
+
+def _bytes_or(serialize: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    """A response serializer that sends ``bytes`` as they are: crafted answers."""
+    return lambda message: message if isinstance(message, bytes) else serialize(message)
+
+
+def _register(server: grpc.aio.Server, servicer: Any) -> None:
+    """The servicer's PredictionService and ModelService, whose methods may answer raw bytes."""
+    found = _Handlers()
+    collect: Any = found  # stands in for the server the generated functions expect
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, collect)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(servicer, collect)
+    for service, handlers in found.services.items():
+        wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        for name, handler in handlers.items():
+            assert handler.unary_unary is not None and handler.response_serializer is not None
+            wrapped[name] = grpc.unary_unary_rpc_method_handler(
+                handler.unary_unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=_bytes_or(handler.response_serializer),
+            )
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
+        server.add_registered_method_handlers(service, wrapped)
+
+
 class Abort(Exception):
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
@@ -187,6 +225,10 @@ class FakeTFServing(
         self.faults: collections.deque[tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]] = (
             collections.deque()
         )
+        # Method name -> answers to send instead of computing one, as serialized bytes.
+        self.crafted: collections.defaultdict[str, collections.deque[bytes]] = (
+            collections.defaultdict(collections.deque)
+        )
         self.delay = 0.0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -198,8 +240,7 @@ class FakeTFServing(
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, port: int = 0) -> int:
         self.server = grpc.aio.server()
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self, self.server)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(self, self.server)
+        _register(self.server, self)
         self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
         await self.server.start()
         return self.port
@@ -220,6 +261,12 @@ class FakeTFServing(
         trailers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.faults.extend([(code, message, trailers)] * count)
+
+    def answer_next(self, method: str, answer: bytes | Any, count: int = 1) -> None:
+        """The next ``count`` calls of ``method`` ("Predict", "GetModelMetadata", ...) answer
+        ``answer``: bytes sent as they are (however malformed), or a message, serialized."""
+        data = answer if isinstance(answer, bytes) else answer.SerializeToString()
+        self.crafted[method].extend([data] * count)
 
     # -- TF Serving semantics ----------------------------------------------------------------
     def _resolve(self, spec: Any) -> tuple[str, int, Version]:
@@ -271,6 +318,8 @@ class FakeTFServing(
         try:
             if self.delay:
                 await asyncio.sleep(self.delay)
+            if self.crafted[method]:
+                return self.crafted[method].popleft()
             result = body()
             self.completed += 1
             return result

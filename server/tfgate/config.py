@@ -113,7 +113,8 @@ class Config:
     grace_period: float = 10.0
     # Largest message tfgate accepts from callers and from TF Serving.
     max_message_bytes: int = 64 * 1024 * 1024
-    # Most values one request may carry, over all its input tensors.
+    # Most values one request may carry, over all its input tensors; and one answer of TF
+    # Serving may hold, over all its outputs.
     max_tensor_elements: int = 16 * 1024 * 1024
     # Seconds between HTTP/2 keepalive pings to TF Serving while calls are open. TF Serving (like
     # every gRPC server) answers pings more often than every 5 minutes with GOAWAY

@@ -51,6 +51,8 @@ class Inference:
             raise
         spec = answer.model_spec
         version = spec.version.value
+        expected = plan.expected(prepared.wanted, version or plan.version)
+        translate.check_answer(answer, expected, self._max_elements)
         self.catalog.answered(sel, version)
         return Answer(
             spec.name or sel.model,

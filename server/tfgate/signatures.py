@@ -10,9 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from google.protobuf.message import DecodeError
+
 from tfgate import dtypes
 from tfgate.dtypes import DType
-from tfgate.errors import Unavailable
+from tfgate.errors import BadBackendAnswer
 from tfgate.tensors import Shape, describe_shape
 from tfgate.tfs.tensorflow.core.protobuf import meta_graph_pb2
 from tfgate.tfs.tensorflow_serving.apis import get_model_metadata_pb2
@@ -55,7 +57,7 @@ class ModelMetadata:
         return ", ".join(k for k in self.signatures if not k.startswith(INTERNAL_PREFIX)) or "none"
 
 
-def _spec(info: meta_graph_pb2.TensorInfo) -> TensorSpec:
+def _spec(info: meta_graph_pb2.TensorInfo, what: str) -> TensorSpec:
     if info.WhichOneof("encoding") != "name":
         # Sparse and composite tensors cannot be fed through a dense tfgate.v1.Tensor.
         return TensorSpec(DType(info.dtype, "sparse", "unsupported", None, None), None)
@@ -64,14 +66,21 @@ def _spec(info: meta_graph_pb2.TensorInfo) -> TensorSpec:
     shape = info.tensor_shape
     known = info.HasField("tensor_shape") and not shape.unknown_rank
     dims = tuple(int(d.size) for d in shape.dim) if known else None
+    if dims is not None and any(d < -1 for d in dims):
+        # -1 is a dimension of any size; below it, TensorFlow's shapes have nothing.
+        raise BadBackendAnswer(
+            f"TF Serving's answer: {what}: shape {describe_shape(dims)} has a dimension below -1"
+        )
     return TensorSpec(dtypes.from_enum(info.dtype), dims)
 
 
-def _signature(definition: meta_graph_pb2.SignatureDef) -> Signature:
+def _signature(definition: meta_graph_pb2.SignatureDef, where: str) -> Signature:
     return Signature(
         method=definition.method_name,
-        inputs={k: _spec(v) for k, v in sorted(definition.inputs.items())},
-        outputs={k: _spec(v) for k, v in sorted(definition.outputs.items())},
+        inputs={k: _spec(v, f"{where}, input '{k}'") for k, v in sorted(definition.inputs.items())},
+        outputs={
+            k: _spec(v, f"{where}, output '{k}'") for k, v in sorted(definition.outputs.items())
+        },
     )
 
 
@@ -79,15 +88,28 @@ def from_metadata(
     response: get_model_metadata_pb2.GetModelMetadataResponse,
 ) -> ModelMetadata:
     """tfgate's view of a GetModelMetadataResponse asked with metadata_field "signature_def"."""
+    model, version = response.model_spec.name, response.model_spec.version.value
+    where = f"the metadata of model '{model}' version {version}"
     packed = response.metadata.get(SIGNATURE_DEF_FIELD)
+    if packed is None:
+        raise BadBackendAnswer(f"TF Serving's answer: {where} has no signature_def")
     signature_map = get_model_metadata_pb2.SignatureDefMap()
-    if packed is None or not packed.Unpack(signature_map):
-        raise Unavailable(
-            f"TF Serving's metadata for model '{response.model_spec.name}' carries no "
-            "signature_def map"
+    try:
+        unpacked = packed.Unpack(signature_map)
+    except DecodeError:
+        raise BadBackendAnswer(
+            f"TF Serving's answer: {where}: signature_def is not a valid SignatureDefMap"
+        ) from None
+    if not unpacked:
+        raise BadBackendAnswer(
+            f"TF Serving's answer: {where}: signature_def holds a '{packed.type_url}', "
+            "not a SignatureDefMap"
         )
     return ModelMetadata(
-        model=response.model_spec.name,
-        version=response.model_spec.version.value,
-        signatures={k: _signature(v) for k, v in sorted(signature_map.signature_def.items())},
+        model=model,
+        version=version,
+        signatures={
+            k: _signature(v, f"{where}, signature '{k}'")
+            for k, v in sorted(signature_map.signature_def.items())
+        },
     )

@@ -376,47 +376,128 @@ def _proto_head(enum: int, shape: Shape, nbytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def from_proto(what: str, proto: tensor_pb2.TensorProto) -> tuple[DType, Array]:
-    """The values of a TensorProto, in either encoding, as an array and its DType.
+# TensorProto fields that say what a tensor is, not what it holds.
+_NOT_VALUES: Final = frozenset({"dtype", "tensor_shape", "version_number"})
+# numpy's limit on an array's dimensions (TensorFlow allows 254).
+_MAX_DIMS: Final = 64
 
-    ``*_val`` lists shorter than the shape repeat their last value (TensorFlow's broadcast form).
-    """
+
+def bad_answer(what: str, text: str) -> BadBackendAnswer:
+    """INTERNAL for an answer TF Serving would never send: ``what`` names the output or field."""
+    return BadBackendAnswer(f"TF Serving's answer: {what}: {text}")
+
+
+def answer_shape(what: str, proto: tensor_pb2.TensorProto) -> Shape:
+    """The shape of TF Serving's output ``proto``, refused unless it is a tensor's: a known rank,
+    no negative dimension, and not too large to be held (TensorFlow's own rules, numpy's limit).
+    Reads the shape only, so it costs the same for any size."""
+    if proto.tensor_shape.unknown_rank:
+        raise bad_answer(what, "a shape of unknown rank")
+    shape = tuple([d.size for d in proto.tensor_shape.dim])
+    if shape and min(shape) < 0:
+        raise bad_answer(what, f"shape {describe_shape(shape)} has a negative dimension")
+    size = math.prod(shape)
+    if size > _MAX_EXTENT or (not size and math.prod(d for d in shape if d) > _MAX_EXTENT):
+        raise bad_answer(what, f"shape {describe_shape(shape)} is too large")
+    return shape
+
+
+def _answer_dtype(what: str, proto: tensor_pb2.TensorProto) -> DType:
+    if proto.dtype == 0:
+        raise bad_answer(what, "dtype DT_INVALID")
     dtype = dtypes.from_enum(proto.dtype)
     if dtype.kind == "unsupported":
         raise Unsupported(f"{what}: dtype {dtype.name} cannot be carried by tfgate.v1.Tensor")
-    if proto.tensor_shape.unknown_rank:
-        raise Unsupported(f"{what}: TF Serving returned a tensor of unknown rank")
-    shape = tuple(int(d.size) for d in proto.tensor_shape.dim)
-    size = math.prod(shape)
-    values: Array
-    if dtype.kind == "string":
-        values = _object_array(list(proto.string_val), (len(proto.string_val),))
-    elif proto.tensor_content:
-        assert dtype.wire is not None
-        if len(proto.tensor_content) != size * dtype.wire.itemsize:
-            raise BadBackendAnswer(
-                f"{what}: tensor_content has {len(proto.tensor_content)} bytes, "
-                f"shape {describe_shape(shape)} of {dtype.name} needs {size * dtype.wire.itemsize}"
-            )
-        return dtype, np.frombuffer(proto.tensor_content, dtype=dtype.wire).reshape(shape)
+    return dtype
+
+
+def _encoding(what: str, proto: tensor_pb2.TensorProto, dtype: DType) -> str | None:
+    """The one field holding ``proto``'s values: tensor_content, the dtype's own ``*_val`` list,
+    or None for no values at all. Values anywhere else would be dropped or misread."""
+    found = [f.name for f, _ in proto.ListFields() if f.name not in _NOT_VALUES]
+    if not found:
+        return None
+    if len(found) > 1:
+        raise bad_answer(what, f"values in both {' and '.join(found)}")
+    field = found[0]
+    if field == "tensor_content" and dtype.kind == "string":
+        raise bad_answer(what, "string values in tensor_content (TF Serving writes string_val)")
+    if field not in ("tensor_content", dtype.val_field):
+        raise bad_answer(
+            what, f"{dtype.name} values in {field} (expected {dtype.val_field} or tensor_content)"
+        )
+    return field
+
+
+def _checked_values(what: str, listed: Sequence[Any], dtype: DType) -> Array:
+    """A ``*_val`` list as an array of ``dtype``'s wire layout, refusing values it cannot hold:
+    the narrow integers share int32 ``int_val``, and half_val carries 16-bit patterns in int32s
+    (TensorFlow writes each pattern as an unsigned 16-bit number)."""
+    assert dtype.wire is not None and dtype.val_field is not None
+    if dtype.val_field not in ("int_val", "half_val"):
+        return _listed(listed, dtype.wire)
+    values = _listed(listed, np.int32)
+    if dtype.val_field == "half_val":
+        low, high = 0, 0xFFFF
     else:
-        assert dtype.wire is not None and dtype.val_field is not None
-        listed = getattr(proto, dtype.val_field)
+        low, high = dtypes.int_range(dtype)
+    if values.size and (values.min() < low or values.max() > high):
+        wrong = int(values[(values < low) | (values > high)][0])
         if dtype.val_field == "half_val":
-            # 16-bit patterns, one per int32 entry.
-            values = _listed(listed, np.int32).astype(np.uint16).view(dtype.wire)
-        elif dtype.val_field == "int_val":
-            values = _listed(listed, np.int32).astype(dtype.wire)
-        else:
-            values = _listed(listed, dtype.wire)
+            raise bad_answer(
+                what, f"half_val value {wrong} is not a {dtype.name} bit pattern (0 to 65535)"
+            )
+        raise bad_answer(what, f"int_val value {wrong} is out of range for {dtype.name}")
+    if dtype.val_field == "half_val":
+        return values.astype(np.uint16).view(dtype.wire)
+    return values.astype(dtype.wire)
+
+
+def from_proto(what: str, proto: tensor_pb2.TensorProto) -> tuple[DType, Array]:
+    """The values of TF Serving's output ``proto``, in either encoding, as an array and its DType.
+
+    ``*_val`` lists shorter than the shape repeat their last value, and no values at all are
+    zeros (or empty strings), as TensorFlow reads a TensorProto (Tensor::FromProto). Anything
+    else TF Serving would not send is refused (``bad_answer``) rather than read as some
+    other value. The caller bounds the size first (tfgate.translate.check_answer): a broadcast
+    expands to the whole shape.
+    """
+    dtype = _answer_dtype(what, proto)
+    shape = answer_shape(what, proto)
+    if len(shape) > _MAX_DIMS:
+        raise Unsupported(
+            f"TF Serving's answer: {what}: {len(shape)} dimensions, more than the "
+            f"{_MAX_DIMS} tfgate converts"
+        )
+    size = math.prod(shape)
+    encoding = _encoding(what, proto, dtype)
+    values: Array
+    if encoding == "tensor_content":
+        assert dtype.wire is not None
+        content = proto.tensor_content
+        if len(content) != size * dtype.wire.itemsize:
+            raise bad_answer(
+                what,
+                f"tensor_content has {len(content)} bytes, shape {describe_shape(shape)} "
+                f"of {dtype.name} needs {size * dtype.wire.itemsize}",
+            )
+        if dtype.kind == "bool" and content.translate(None, b"\0\1"):
+            raise bad_answer(what, "bool tensor_content holds a byte other than 0 or 1")
+        return dtype, np.frombuffer(content, dtype=dtype.wire).reshape(shape)
+    if encoding is None:
+        values = np.empty(0, dtype=_fill_dtype(dtype))
+    elif dtype.kind == "string":
+        values = _object_array(list(proto.string_val), (len(proto.string_val),))
+    else:
+        values = _checked_values(what, getattr(proto, encoding), dtype)
     count = len(values)
     if count > size:
-        raise BadBackendAnswer(
-            f"{what}: {count} values for shape {describe_shape(shape)} of {size} elements"
+        raise bad_answer(
+            what, f"{count} values for shape {describe_shape(shape)} of {size} elements"
         )
     if count < size:
         fill = values[-1] if count else (b"" if dtype.kind == "string" else 0)
-        padded = np.empty(size, dtype=values.dtype if count else _fill_dtype(dtype))
+        padded = np.empty(size, dtype=values.dtype)
         padded[:count] = values
         padded[count:] = fill
         values = padded
@@ -473,20 +554,25 @@ def to_domain_chunks(what: str, array: Array, dtype: DType) -> list[wire.Chunk]:
 
 def proto_to_domain_chunks(what: str, proto: tensor_pb2.TensorProto) -> list[wire.Chunk]:
     """``to_domain_chunks(what, *from_proto(what, proto))``, written more directly for float32
-    and float64 with one value per element: their bytes move over as they are, without numpy."""
+    and float64 with one value per element: their bytes move over as they are, without numpy
+    (and so with any number of dimensions)."""
     same = _SAME_BYTES.get(proto.dtype)
-    if same is None or proto.tensor_shape.unknown_rank:
+    if same is None:
         return _converted_chunks(what, proto)
-    dims = [d.size for d in proto.tensor_shape.dim]
+    dims = answer_shape(what, proto)
     size = math.prod(dims)
-    content: wire.Chunk | None = proto.tensor_content
-    if not content:
+    encoding = _encoding(what, proto, dtypes.BY_ENUM[proto.dtype])
+    content: wire.Chunk
+    if encoding == "tensor_content":
+        content = proto.tensor_content
+    else:
         listed = getattr(proto, same.proto_values)
-        # A shorter list is a broadcast (or a bad answer): the array path.
-        content = _float_bytes(listed, same) if len(listed) == size else None
-    if content is None or len(content) != size * same.element.itemsize or min(dims, default=0) < 0:
-        return _converted_chunks(what, proto)
-    return [_domain_head(tuple(dims), same.field, len(content)), content, same.dtype_field]
+        if len(listed) != size:
+            return _converted_chunks(what, proto)  # a broadcast, or a bad answer
+        content = _float_bytes(listed, same)
+    if len(content) != size * same.element.itemsize:
+        return _converted_chunks(what, proto)  # refused there, with the sizes
+    return [_domain_head(dims, same.field, len(content)), content, same.dtype_field]
 
 
 @functools.lru_cache(maxsize=1024)

@@ -8,6 +8,7 @@ tfgate.backends.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, NamedTuple
@@ -15,7 +16,13 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 from google.protobuf import wrappers_pb2
 
 from tfgate import tensors, wire
-from tfgate.errors import MAX_NAME, FailedPrecondition, InvalidArgument, check_name
+from tfgate.errors import (
+    MAX_NAME,
+    BadBackendAnswer,
+    FailedPrecondition,
+    InvalidArgument,
+    check_name,
+)
 from tfgate.signatures import DEFAULT_SIGNATURE, SIGNATURE_DEF_FIELD, ModelMetadata, Signature
 from tfgate.tfs.tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -176,6 +183,36 @@ class EncodedResponse:
 
     def parse(self) -> inference_pb2.PredictResponse:
         return inference_pb2.PredictResponse.FromString(self.data)
+
+
+def check_answer(
+    answer: predict_pb2.PredictResponse, expected: Collection[str], max_elements: int
+) -> None:
+    """Refuses TF Serving's Predict answer when it lacks an output it was asked for (``expected``;
+    any answer has at least one), when an output's shape is not a tensor's, or when its outputs
+    hold more than ``max_elements`` values in all: checked on the shapes alone, before any value
+    is read, as a few bytes may declare a shape of billions of values (a broadcast)."""
+    outputs = answer.outputs
+    if not outputs:
+        raise BadBackendAnswer("TF Serving's answer has no outputs")
+    for name in expected:
+        if name not in outputs:
+            raise BadBackendAnswer(
+                f"TF Serving's answer lacks output '{name}' (it has: {', '.join(outputs)})"
+            )
+    sizes = {
+        key: math.prod(tensors.answer_shape(f"output '{key}'", outputs[key])) for key in outputs
+    }
+    total = sum(sizes.values())
+    if total > max_elements:
+        held = (
+            f"output '{next(iter(sizes))}' holds {total} values"
+            if len(sizes) == 1
+            else f"outputs {', '.join(map(repr, sizes))} hold {total} values in all"
+        )
+        raise BadBackendAnswer(
+            f"TF Serving's answer: {held}, more than tfgate's max_tensor_elements ({max_elements})"
+        )
 
 
 def v1_response(answer: Answer) -> EncodedResponse:

@@ -48,6 +48,13 @@ def _failed(exc: grpc.aio.AioRpcError) -> Exception:
     return from_backend(Code[exc.code().name], exc.details())
 
 
+def _parsed(answer: _Resp | None, model: str, kind: str) -> _Resp:
+    """An answer grpc parsed; None where it could not (grpc logs why, and answers None)."""
+    if answer is None:
+        raise BadBackendAnswer(f"TF Serving's answer for model '{model}' is not a valid {kind}")
+    return answer
+
+
 def channel_options(config: Config) -> list[tuple[str, Any]]:
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -125,18 +132,20 @@ class Upstream:
             return predict_pb2.PredictResponse.FromString(answer)
         except DecodeError:
             raise BadBackendAnswer(
-                f"TF Serving's Predict answer is not a PredictResponse ({len(answer)} bytes)"
+                f"TF Serving's answer is not a valid PredictResponse ({len(answer)} bytes)"
             ) from None
 
     async def get_model_metadata(
         self, request: get_model_metadata_pb2.GetModelMetadataRequest, call: Call
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        return await self._call(lambda r: r.prediction.GetModelMetadata, request, call.deadline)
+        answer = await self._call(lambda r: r.prediction.GetModelMetadata, request, call.deadline)
+        return _parsed(answer, request.model_spec.name, "GetModelMetadataResponse")
 
     async def get_model_status(
         self, request: get_model_status_pb2.GetModelStatusRequest, call: Call
     ) -> get_model_status_pb2.GetModelStatusResponse:
-        return await self._call(lambda r: r.models.GetModelStatus, request, call.deadline)
+        answer = await self._call(lambda r: r.models.GetModelStatus, request, call.deadline)
+        return _parsed(answer, request.model_spec.name, "GetModelStatusResponse")
 
     async def forward(self, path: str, request: bytes, call: Call) -> bytes:
         """Any TF Serving method, request and answer as serialized bytes."""

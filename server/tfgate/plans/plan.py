@@ -265,6 +265,14 @@ class Plan:
         if missing:
             raise InvalidArgument(f"inputs: missing {', '.join(missing)}, required by {self.where}")
 
+    def expected(self, wanted: frozenset[str] | None, version: int) -> Collection[str]:
+        """The signature outputs TF Serving's answer from ``version`` must hold: those the
+        request's filter asked for, or without one all the signature's, when ``version`` is the
+        one this plan was made for (another version may have other outputs)."""
+        if wanted is not None:
+            return {self.sources[name] for name in wanted}
+        return set(self.sources.values()) if version == self.version else ()
+
     def outputs(
         self, answer: predict_pb2.PredictResponse, wanted: frozenset[str] | None
     ) -> list[tuple[str, Output]]:

@@ -243,13 +243,21 @@ def model_metadata_body(answer: bytes) -> bytes:
     ``signature_def`` Any unpacked and proto field names kept, as TF Serving's handler does.
     """
     response = _answer(get_model_metadata_pb2.GetModelMetadataResponse, answer)
+    # TF Serving's REST handler's words, for what TF Serving's own answer lacks.
     if "signature_def" not in response.metadata:
         raise BadBackendAnswer(
-            "Failed to find 'signature_def' key in the GetModelMetadataResponse metadata map."
+            "TF Serving's answer: Failed to find 'signature_def' key in the "
+            "GetModelMetadataResponse metadata map."
         )
     signatures = get_model_metadata_pb2.SignatureDefMap()
-    if not response.metadata["signature_def"].Unpack(signatures):
-        raise BadBackendAnswer("Failed to unpack 'Any' object to 'SignatureDefMap'.")
+    try:
+        unpacked = response.metadata["signature_def"].Unpack(signatures)
+    except DecodeError:
+        unpacked = False
+    if not unpacked:
+        raise BadBackendAnswer(
+            "TF Serving's answer: Failed to unpack 'Any' object to 'SignatureDefMap'."
+        )
     printed = {
         "model_spec": _printed(response.model_spec, proto_names=True),
         "metadata": {"signature_def": _printed(signatures, proto_names=True)},
@@ -264,7 +272,9 @@ def _answer(kind: type[_Answer], answer: bytes) -> _Answer:
     try:
         return kind.FromString(answer)
     except DecodeError:
-        raise BadBackendAnswer(f"not a valid {kind.DESCRIPTOR.full_name}") from None
+        raise BadBackendAnswer(
+            f"TF Serving's answer is not a valid {kind.DESCRIPTOR.full_name}"
+        ) from None
 
 
 def _printed(message: Message, proto_names: bool) -> dict[str, Any]:
