@@ -22,7 +22,7 @@ def from_domain_chunks(*args) -> list:
     return tensors.encode_input(*args)[1]
 
 
-def to_proto(tensor: inference_pb2.Tensor, dtype: str, spec: tuple[int, ...] | None = None):
+def to_proto(tensor: inference_pb2.Tensor, dtype: str, spec: tuple[int, ...] | None = (-1,)):
     array = tensors.from_domain("input 'x'", tensor, D[dtype], spec)
     return tensors.to_proto(array, D[dtype])
 
@@ -135,6 +135,9 @@ def test_unsupported_signature_dtype() -> None:
         # An unknown rank takes any shape.
         (T(floats=[1, 2, 3, 4], shape=[2, 1, 2]), None, [2, 1, 2]),
         (T(floats=[7], shape=[1, 1]), None, [1, 1]),
+        # Without one, an unknown rank gets a scalar for one value, 1-D for more.
+        (T(floats=[7]), None, []),
+        (T(floats=[7, 8]), None, [2]),
     ],
 )
 def test_shapes_that_fit(tensor, spec, shape) -> None:
@@ -179,7 +182,7 @@ def test_values_without_a_shape_that_fit_no_signature_shape(tensor, spec, needle
 
 
 def test_an_empty_tensor_needs_a_shape_with_a_zero() -> None:
-    proto = to_proto(T(shape=[2, 0]), "int32")
+    proto = to_proto(T(shape=[2, 0]), "int32", None)
     assert [d.size for d in proto.tensor_shape.dim] == [2, 0]
     assert proto.tensor_content == b""
     for tensor in (T(), T(shape=[1]), T(dtype="float32")):

@@ -99,7 +99,8 @@ async def test_an_input_without_tensor_shape_takes_any_shape(shaped) -> None:
         (T(floats=[1.0, 2.0, 5.0]), [3]),
         (T(floats=[1.0, 2.0, 5.0], shape=[3, 1]), [3, 1]),
         (T(floats=[1.0], shape=[1]), [1]),
-        (T(floats=[4.0], shape=[]), [1]),  # no shape given: 1-D
+        (T(floats=[4.0], shape=[]), []),  # no shape given: one value is a scalar
+        (T(floats=[4.0, 6.0]), [2]),  # and more are 1-D
         (T(floats=[1.0, 2.0, 3.0, 4.0], shape=[2, 1, 2]), [2, 1, 2]),
     ]:
         answer = await gw.stub.Predict(_three(tensor))

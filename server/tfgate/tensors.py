@@ -107,9 +107,12 @@ def check_shape(what: str, shape: Shape, spec: Shape | None) -> None:
 
 def _fitted(what: str, count: int, spec: Shape | None) -> Shape:
     """The shape of ``count`` values sent without one: the signature's ``spec`` with its one
-    unknown dimension (-1) worked out, e.g. [-1, 1] with 3 values is [3, 1]; 1-D for an unknown
-    rank. Refused when no shape of ``spec`` holds ``count`` values, or more than one does."""
-    if spec is None or (len(spec) == 1 and spec[0] < 0):  # the common batch of scalars
+    unknown dimension (-1) worked out, e.g. [-1, 1] with 3 values is [3, 1]. For an unknown rank
+    one value is a scalar (as TF Serving's columnar JSON reads it) and more are 1-D. Refused when
+    no shape of ``spec`` holds ``count`` values, or more than one does."""
+    if spec is None:
+        return () if count == 1 else (count,)
+    if len(spec) == 1 and spec[0] < 0:  # the common batch of scalars
         return (count,)
     unknown = [i for i, d in enumerate(spec) if d < 0]
     known = math.prod(d for d in spec if d >= 0)
@@ -214,13 +217,16 @@ def from_domain(
     dtype: DType,
     spec: Shape | None,
     packed: tuple[int, memoryview] | None = None,
+    *,
+    flat: bool = False,
 ) -> Array:
     """The request tensor ``tensor`` as an array of ``dtype``, validated against ``spec``.
 
     ``what`` names the tensor in error messages, e.g. "input 'x'". ``packed`` may be the field
     number and wire payload of its ``floats`` or ``doubles`` (tfgate.wire.packed_inputs): the
     values are then read in place rather than copied out of the message, when the field is the
-    list chosen and its size agrees with the message's.
+    list chosen and its size agrees with the message's. ``flat``: without a shape, the values
+    are 1-D whatever ``spec`` says (a domain input, which no signature shapes).
     """
     chosen, values = chosen_list(what, tensor)
     if chosen is None and (not tensor.shape or math.prod(tensor.shape) != 0):
@@ -229,7 +235,10 @@ def from_domain(
             f"{what}: no value list; set exactly one of {', '.join(VALUE_LISTS)} "
             "(an empty tensor needs a shape with a 0 dimension, e.g. [0, 3])"
         )
-    shape = _request_shape(what, tensor, len(values), spec)
+    if flat and not tensor.shape:
+        shape: Shape = (len(values),)
+    else:
+        shape = _request_shape(what, tensor, len(values), spec)
     check_shape(what, shape, spec)
     if dtype.kind == "unsupported":
         raise Unsupported(f"{what}: the signature's dtype {dtype.name} cannot be fed by tfgate")

@@ -163,7 +163,9 @@ class Tensor(_message.Message):
     """A numpy-style dtype name: "float32", "int64", "string", ...; set in responses."""
     @_builtins.property
     def shape(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """Empty in a request: 1-D of the values' length."""
+        """Empty in a request: the signature's shape, its one unknown dimension worked out from the
+        values' count; for an input of unknown rank, a scalar for one value, else 1-D.
+        """
 
     @_builtins.property
     def floats(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:

@@ -84,7 +84,7 @@ def _numbers_of(what: str, given: Given) -> Array:
             got = "bools" if given.dtype.kind == "b" else "strings"
             raise InvalidArgument(f"{what}: expects numbers, got {got}")
         return given
-    return tensors.from_domain(what, given, _INT64 if given.ints else _FLOAT64, None)
+    return tensors.from_domain(what, given, _INT64 if given.ints else _FLOAT64, None, flat=True)
 
 
 @dataclass(frozen=True, eq=False)
