@@ -131,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as exc:  # a [models.NAME] section that does not fit its model
         print(f"tfgate: configuration error: {exc}", file=sys.stderr)
         return 2
+    except app.ListenError as exc:  # a taken port is a setting to change, like a bad one
+        print(f"tfgate: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"tfgate: {exc}", file=sys.stderr)
         return 1
