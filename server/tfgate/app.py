@@ -1,22 +1,33 @@
-"""Wiring and lifecycle: the gRPC server, its services, the health monitor, graceful shutdown."""
+"""Wiring and lifecycle: the gRPC server, its services, the health monitor, graceful shutdown.
+
+Shutdown drains before it stops: grpc.aio's ``server.stop(grace)`` closes the listeners at once,
+so health checks would be refused and ``NOT_SERVING`` never seen. Instead tfgate keeps serving
+while it drains: health answers ``NOT_SERVING``, new calls to tfgate's services are refused with
+``UNAVAILABLE`` (``Drain``), and the calls in flight get the grace period; those still running
+then are cancelled together, reported in one log line, and only then does the server stop.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
+import socket
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from tfgate.backends.upstream import Upstream
-from tfgate.calls import Call
+from tfgate.calls import Call, Record
 from tfgate.catalog import Catalog
 from tfgate.config import Config
+from tfgate.errors import Unavailable
 from tfgate.fronts import passthrough
 from tfgate.fronts.grpc import SERVICE_NAME, InferenceServicer, Limits
 from tfgate.fronts.passthrough import PassThrough
@@ -33,6 +44,113 @@ logger = logging.getLogger(__name__)
 _READINESS_DRAIN = 1.0
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+_SHUTTING_DOWN = "tfgate is shutting down; send the call to another instance"
+
+# HTTP/2 streams (calls) one connection carries at once; a client's further calls wait in its
+# own channel. Overload protection would also count streams the client has reset but the server
+# has not yet freed: grpc.aio frees them only as Python gets to them, so an honest client that
+# sends calls as fast as earlier ones finish gets RST_STREAM(REFUSED_STREAM), which grpc's
+# clients report as UNAVAILABLE, not the RESOURCE_EXHAUSTED that tfgate's shedding answers.
+_MAX_STREAMS_PER_CONNECTION = 100
+
+Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+
+
+class ListenError(OSError):
+    """A listener could not be opened (its address is taken or invalid); the message names it."""
+
+
+def _check_free(address: str, setting: str) -> None:
+    """Raises ListenError if ``address`` (HOST:PORT) is taken; grpc would only say it failed."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if int(port) == 0 or host in ("", "*"):
+        return
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except OSError:
+        return  # grpc reports an unknown host itself
+    family, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(sockaddr)
+        except OSError as exc:
+            reason = "address in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise ListenError(f"cannot listen on {address} ({setting}): {reason}") from None
+
+
+class Drain:
+    """Counts the calls tfgate's own services are running and, once draining, refuses new ones.
+
+    Health and reflection are not wrapped: they keep answering while tfgate drains.
+    """
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def wrap(self, front: str, generic: grpc.GenericRpcHandler) -> grpc.GenericRpcHandler:
+        return _Drained(self, front, generic)
+
+    def begin(self) -> None:
+        self.draining = True
+
+    async def wait_idle(self, within: float) -> bool:
+        """Whether every call in flight finished within ``within`` seconds."""
+        try:
+            async with asyncio.timeout(max(within, 0.0)):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def counted(self, front: str, method: str, behavior: Behavior) -> Behavior:
+        name = method if front == "tfs-grpc" else method.rsplit("/", 1)[-1]
+
+        async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if self.draining:
+                Record(Call(front, name, time.monotonic())).done(Unavailable(_SHUTTING_DOWN))
+                await context.abort(grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN)
+            self.open += 1
+            self._idle.clear()
+            try:
+                return await behavior(request, context)
+            finally:
+                self.open -= 1
+                if not self.open:
+                    self._idle.set()
+
+        return run
+
+
+class _Drained(grpc.GenericRpcHandler):
+    """A generic handler whose unary methods go through ``Drain.counted``."""
+
+    def __init__(self, drain: Drain, front: str, inner: grpc.GenericRpcHandler) -> None:
+        self._drain = drain
+        self._front = front
+        self._inner = inner
+        self._cache: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        method = handler_call_details.method
+        try:
+            return self._cache[method]
+        except KeyError:
+            pass
+        found = self._inner.service(handler_call_details)
+        if found is None:
+            return None  # not cached: a caller can name any number of unknown methods
+        if found.unary_unary is not None:
+            behavior = self._drain.counted(self._front, method, cast(Behavior, found.unary_unary))
+            found = found._replace(unary_unary=behavior)  # type: ignore[attr-defined]
+        self._cache[method] = found
+        return found
 
 
 class Gateway:
@@ -53,8 +171,11 @@ class Gateway:
                 ("grpc.max_send_message_length", config.max_message_bytes),
                 # A second tfgate on a taken port must fail, not share it silently.
                 ("grpc.so_reuseport", 0),
+                ("grpc.max_concurrent_streams", _MAX_STREAMS_PER_CONNECTION),
+                ("grpc.http.overload_protection", 0),
             ]
         )
+        self.drain = Drain()
         self._monitor: asyncio.Task[None] | None = None
         self._stopping = False
         self.port = 0
@@ -73,17 +194,26 @@ class Gateway:
             self.config.default_timeout, self.config.max_message_bytes, lambda: self._stopping
         )
         service = InferenceServicer(self.inference, limits)
-        self._server.add_generic_rpc_handlers((service.handler(),))
+        self._server.add_generic_rpc_handlers((self.drain.wrap("grpc", service.handler()),))
         names = [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME]
         if self.config.tf_serving_api:
             forwarded = PassThrough(self.inference, limits)
-            self._server.add_generic_rpc_handlers(forwarded.handlers())
+            self._server.add_generic_rpc_handlers(
+                [self.drain.wrap("tfs-grpc", h) for h in forwarded.handlers()]
+            )
             names += passthrough.METHODS
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(names, self._server)
-        self.port = self._server.add_insecure_port(self.config.listen)
+        _check_free(self.config.listen, "listen")  # before grpc, which logs its own error line
+        try:
+            self.port = self._server.add_insecure_port(self.config.listen)
+        except RuntimeError:  # grpc's "Failed to bind to address ..."
+            self.port = 0
         if not self.port:
-            raise OSError(f"cannot listen on {self.config.listen}")
+            await self.upstream.close()
+            raise ListenError(
+                f"cannot listen on {self.config.listen} (listen): address in use or not local"
+            )
         await self._set_health(False)
         await self._server.start()
         if self.config.http_listen:
@@ -92,9 +222,14 @@ class Gateway:
             self.http = HttpFront(self.inference, self.config, self.ready)
             try:
                 self.http_port = await self.http.start()
-            except BaseException:
+            except BaseException as exc:
                 await self._server.stop(0)
                 await self.upstream.close()
+                if isinstance(exc, OSError):
+                    reason = "address in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+                    raise ListenError(
+                        f"cannot listen on {self.config.http_listen} (http_listen): {reason or exc}"
+                    ) from None
                 raise
         self._monitor = asyncio.create_task(self._watch_backend())
         return self.port
@@ -130,23 +265,38 @@ class Gateway:
             await asyncio.sleep(interval)
 
     async def stop(self, grace: float | None = None) -> None:
-        """Turns NOT_SERVING, stops accepting calls, lets in-flight ones finish within grace."""
+        """Turns NOT_SERVING and refuses new calls, while health keeps answering; lets in-flight
+        calls finish within grace, cancels the rest (one log line), then closes."""
         self._stopping = True
+        self.drain.begin()
         await self.health.enter_graceful_shutdown()
         if self._monitor is not None:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
         grace = self.config.grace_period if grace is None else grace
-        if self.http is not None and grace > 0:
-            # /readyz answers 503 a moment before the listeners close, so that a load balancer
-            # polling it stops sending calls first.
-            await asyncio.sleep(min(grace, _READINESS_DRAIN))
-        stops = [self._server.stop(grace)]
+        stops = [self._stop_grpc(grace)]
         if self.http is not None:
-            stops.append(self.http.stop(grace))
+            stops.append(self._stop_http(self.http, grace))
         await asyncio.gather(*stops)
         await self.upstream.close()
+
+    async def _stop_grpc(self, grace: float) -> None:
+        if not await self.drain.wait_idle(grace) and self.drain.open:
+            logger.warning(
+                "shutdown: %d calls still running after the %.1f s grace period are cancelled",
+                self.drain.open,
+                grace,
+            )
+        await self._server.stop(0)
+
+    @staticmethod
+    async def _stop_http(http: HttpFront, grace: float) -> None:
+        if grace > 0:
+            # /readyz answers 503 a moment before the listener closes, so that a load balancer
+            # polling it stops sending calls first.
+            await asyncio.sleep(min(grace, _READINESS_DRAIN))
+        await http.stop(grace)
 
 
 async def serve(config: Config, plans: Plans | None = None) -> int:

@@ -87,15 +87,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     sub.add_parser("model-server", help="run the local TF-Serving-compatible model server")
-    check = sub.add_parser("healthcheck", help="exit 0 if a tfgate answers SERVING")
-    check.add_argument("--target", default="127.0.0.1:8080")
-    check.add_argument("--timeout", type=float, default=2.0)
+    check = sub.add_parser(
+        "healthcheck",
+        help="exit 0 if a tfgate answers SERVING",
+        description=(
+            "Ask a running tfgate for its grpc.health.v1 status; print one line saying what it "
+            "answered (or what failed) and exit 0 for SERVING, 1 otherwise."
+        ),
+    )
+    check.add_argument(
+        "--target", default="127.0.0.1:8080", help="tfgate's gRPC HOST:PORT (default %(default)s)"
+    )
+    check.add_argument(
+        "--timeout", type=float, default=2.0, help="seconds to wait for the answer (default 2)"
+    )
+    check.add_argument(
+        "--service",
+        default="",
+        help='the service to ask about: "" for tfgate as a whole (default), '
+        '"tfgate.v1.InferenceService", or "model:NAME" for a model in health_models',
+    )
     args = parser.parse_args(args_in)
 
     if args.command == "healthcheck":
         from tfgate.healthcheck import check_health
 
-        return 0 if check_health(args.target, args.timeout) else 1
+        healthy, line = check_health(args.target, args.timeout, args.service)
+        print(line, file=sys.stdout if healthy else sys.stderr)
+        return 0 if healthy else 1
 
     from tfgate import app, config
 
@@ -120,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"tfgate: configuration error: {exc}", file=sys.stderr)
         return 2
+    for warning in config.unknown_variables(os.environ):
+        print(f"tfgate: warning: {warning}", file=sys.stderr)
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -130,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return runner.run(app.serve(settings, plans))
     except config.ConfigError as exc:  # a [models.NAME] section that does not fit its model
         print(f"tfgate: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except app.ListenError as exc:  # a taken port is a setting to change, like a bad one
+        print(f"tfgate: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"tfgate: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ The TOML file holds the server settings at top level and the retry policy in ``[
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import re
 import tomllib
@@ -182,7 +183,14 @@ class Config:
 
 
 def _coerce(name: str, kind: Any, raw: object, source: str) -> object:
-    """``raw`` as the type of field ``name``; strings (from env and flags) are parsed."""
+    """``raw`` as the type of field ``name``; strings from env and flags are parsed, while the
+    file's TOML values must already have the setting's type (``"32"`` is not a number)."""
+    typed = kind not in ("str", str, "tuple[str, ...]")
+    if typed and isinstance(raw, str) and source.startswith("config file"):
+        raise ConfigError(
+            f"{name} (from {source}): expected {kind}, got the string {raw!r}; "
+            "write it without quotes"
+        )
     try:
         if kind in ("bool", bool):
             if isinstance(raw, bool):
@@ -228,6 +236,20 @@ def _settings(
     return out
 
 
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each ``TFGATE_*`` variable that names no setting (a typo is otherwise
+    silently ignored), with the closest known name."""
+    known = {f"TFGATE_{f.name.upper()}" for f in dataclasses.fields(Config) if f.name != "retry"}
+    known.add("TFGATE_CONFIG")
+    warnings = []
+    for var in sorted(environ):
+        if var.startswith("TFGATE_") and var not in known:
+            close = difflib.get_close_matches(var, sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            warnings.append(f"environment variable {var} names no setting and is ignored{hint}")
+    return warnings
+
+
 def config_path(flag: str | None, environ: Mapping[str, str]) -> str | None:
     """The config file named by ``--config``, else by ``TFGATE_CONFIG``, if any."""
     return flag or environ.get("TFGATE_CONFIG") or None
@@ -270,12 +292,24 @@ def load(
         for f in dataclasses.fields(Config)
         if (var := f"TFGATE_{f.name.upper()}") in environ and f.name != "retry"
     }
+    given = {k: v for k, v in flags.items() if v is not None}
     merged = {
         **file_top,
         **_settings(Config, env_top, "environment"),
-        **_settings(Config, {k: v for k, v in flags.items() if v is not None}, "command line"),
+        **_settings(Config, given, "command line"),
     }
+    # Where each setting came from, for a value that parses but is out of range.
+    sources = {name: f"config file {path}" for name in file_top}
+    sources |= {f"retry.{name}": f"config file {path}" for name in file_retry}
+    sources |= {name: f"environment variable TFGATE_{name.upper()}" for name in env_top}
+    sources |= {name.replace("-", "_"): "command line" for name in given}
     try:
-        return Config(**merged, retry=RetryPolicy(**file_retry))  # type: ignore[arg-type]
+        retry = RetryPolicy(**file_retry)  # type: ignore[arg-type]
+        return Config(**merged, retry=retry)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        setting = str(exc).split(":", 1)[0].split(" ", 1)[0]
+        if setting in sources:
+            raise ConfigError(f"{exc} (from {sources[setting]})") from None
+        raise
     except TypeError as exc:  # pragma: no cover - _settings rejects unknown keys first
         raise ConfigError(str(exc)) from None

@@ -2,26 +2,50 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from grpc_health.v1 import health_pb2
 
+_SERVING = health_pb2.HealthCheckResponse.SERVING
 
-def health_status(target: str, timeout: float) -> int | None:
+
+def health_status(target: str, timeout: float, service: str = "") -> int | None:
     """The grpc.health.v1 status ``target`` answers, or None while nothing answers."""
+    try:
+        return _ask(target, timeout, service)
+    except grpc.RpcError:
+        return None
+
+
+def _ask(target: str, timeout: float, service: str) -> int:
     with grpc.insecure_channel(target) as channel:
         check = channel.unary_unary(
             "/grpc.health.v1.Health/Check",
             request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
             response_deserializer=health_pb2.HealthCheckResponse.FromString,
         )
-        try:
-            answer: health_pb2.HealthCheckResponse = check(
-                health_pb2.HealthCheckRequest(), timeout=timeout
-            )
-        except grpc.RpcError:
-            return None
+        answer: health_pb2.HealthCheckResponse = check(
+            health_pb2.HealthCheckRequest(service=service), timeout=timeout
+        )
     return int(answer.status)
 
 
-def check_health(target: str, timeout: float) -> bool:
-    return health_status(target, timeout) == health_pb2.HealthCheckResponse.SERVING
+def check_health(target: str, timeout: float, service: str = "") -> tuple[bool, str]:
+    """Whether ``target`` answers SERVING, and one line saying what it answered or what failed."""
+    what = f"{target} ({service})" if service else target
+    try:
+        status = _ask(target, timeout, service)
+    except grpc.RpcError as exc:
+        # The sync channel raises a grpc.Call as well as an RpcError, whatever its stubs say.
+        failed: Any = exc
+        code = failed.code()
+        if code == grpc.StatusCode.NOT_FOUND:
+            reason = "no such service"
+        elif code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            reason = f"no answer within {timeout:g} s"
+        else:
+            reason = failed.details() or "no details"
+        return False, f"tfgate healthcheck: {what}: {code.name}: {reason}"
+    label = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+    return status == _SERVING, f"tfgate healthcheck: {what}: {label}"
