@@ -171,6 +171,95 @@ async def test_short_deadlines_during_a_restart_fail_with_deadline_exceeded(
     assert set(outcomes) <= {"OK", "UNAVAILABLE", "DEADLINE_EXCEEDED"}
 
 
+async def test_backend_down_longer_than_wait_for_backend_is_unavailable(
+    start_gateway: StartGateway,
+) -> None:
+    """A small wait_for_backend here only because this tests that bound."""
+    fake = FakeTFServing()
+    await fake.start()
+    gw = await start_gateway(fake.target, retry=DEFAULT_RETRY, wait_for_backend=1.0)
+    await gw.stub.Predict(hp2(), timeout=10)
+    await fake.stop()
+    down = f"TF Serving at {fake.target} is down: no connection to it for "
+
+    async def timed() -> tuple[str, str, float]:
+        start = time.monotonic()
+        try:
+            await gw.stub.Predict(hp2(), timeout=10)
+            return "OK", "", time.monotonic() - start
+        except grpc.aio.AioRpcError as exc:
+            return exc.code().name, exc.details() or "", time.monotonic() - start
+
+    first = await asyncio.gather(*(timed() for _ in range(4)))
+    print(f"\nbackend down, wait_for_backend=1: first callers after {[f[2] for f in first]}")
+    for code, details, elapsed in first:
+        assert code == "UNAVAILABLE" and down in details, details
+        assert 0.9 < elapsed < 1.8  # waited about wait_for_backend, not the 10 s deadline
+    # Still down, and known to be: the next callers are told at once.
+    later = await asyncio.gather(*(timed() for _ in range(4)))
+    for code, details, elapsed in later:
+        assert code == "UNAVAILABLE" and down in details, details
+        assert elapsed < 0.3
+
+
+async def test_waiting_for_a_down_backend_keeps_the_queue_bounded(
+    start_gateway: StartGateway,
+) -> None:
+    fake = FakeTFServing()
+    await fake.start()
+    gw = await start_gateway(
+        fake.target, retry=DEFAULT_RETRY, max_concurrency=2, max_queue=3, wait_for_backend=1.0
+    )
+    await gw.stub.Predict(hp2(), timeout=10)
+    await fake.stop()
+    limiter = gw.gateway.upstream.limiter
+    seen = {"in_flight": 0, "waiting": 0}
+    outcomes: list[tuple[str, str, float]] = []
+
+    async def one() -> None:
+        start = time.monotonic()
+        try:
+            await gw.stub.Predict(hp2(), timeout=10)
+            outcomes.append(("OK", "", 0.0))
+        except grpc.aio.AioRpcError as exc:
+            outcomes.append((exc.code().name, exc.details() or "", time.monotonic() - start))
+
+    async def watch() -> None:
+        while len(outcomes) < 10:
+            seen["in_flight"] = max(seen["in_flight"], limiter.in_flight)
+            seen["waiting"] = max(seen["waiting"], limiter.waiting)
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(watch(), *(one() for _ in range(10)))
+    shed = [o for o in outcomes if o[0] == "RESOURCE_EXHAUSTED"]
+    down = [o for o in outcomes if o[0] == "UNAVAILABLE"]
+    print(f"\n10 calls, backend down, cap 2 + queue 3: {len(shed)} shed, {len(down)} down; {seen}")
+    assert len(shed) == 5 and len(down) == 5, outcomes
+    assert all("at capacity" in d and t < 0.3 for _, d, t in shed)  # refused at once
+    assert all(f"TF Serving at {fake.target} is down" in d for _, d, _ in down)
+    assert seen == {"in_flight": 2, "waiting": 3}  # the waiters held their slots and places
+
+
+async def test_a_call_in_flight_when_tf_serving_dies_is_an_attempt(
+    procs, start_gateway: StartGateway
+) -> None:
+    """A call that reached TF Serving and failed with it is a real attempt: with max_attempts
+    1 it is not tried again, and the caller hears of it at once, not after waiting."""
+    fake, port = await procs(delay=1.0)
+    gw = await start_gateway(f"127.0.0.1:{port}", retry={"max_attempts": 1})
+    await gw.stub.Predict(hp2(), timeout=10)  # the signature is cached: the next call is Predict
+    call = asyncio.ensure_future(gw.stub.Predict(hp2(), timeout=10))
+    await asyncio.sleep(0.5)
+    assert not call.done()
+    fake.kill()
+    start = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "Socket closed" in (info.value.details() or "")
+    assert time.monotonic() - start < 0.5
+
+
 async def test_one_of_two_replicas_killed_under_load(procs, start_gateway: StartGateway) -> None:
     first, port1 = await procs()
     _, port2 = await procs()
