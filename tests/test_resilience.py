@@ -172,11 +172,10 @@ async def test_short_deadlines_during_a_restart_fail_with_deadline_exceeded(
 
 
 async def test_backend_down_longer_than_wait_for_backend_is_unavailable(
-    start_gateway: StartGateway,
+    start_gateway: StartGateway, backend: FakeTFServing
 ) -> None:
     """A small wait_for_backend here only because this tests that bound."""
-    fake = FakeTFServing()
-    await fake.start()
+    fake = backend  # stopped by its fixture, whatever happens here
     gw = await start_gateway(fake.target, retry=DEFAULT_RETRY, wait_for_backend=1.0)
     await gw.stub.Predict(hp2(), timeout=10)
     await fake.stop()
@@ -203,10 +202,9 @@ async def test_backend_down_longer_than_wait_for_backend_is_unavailable(
 
 
 async def test_waiting_for_a_down_backend_keeps_the_queue_bounded(
-    start_gateway: StartGateway,
+    start_gateway: StartGateway, backend: FakeTFServing
 ) -> None:
-    fake = FakeTFServing()
-    await fake.start()
+    fake = backend  # stopped by its fixture, whatever happens here
     gw = await start_gateway(
         fake.target, retry=DEFAULT_RETRY, max_concurrency=2, max_queue=3, wait_for_backend=1.0
     )

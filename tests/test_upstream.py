@@ -261,12 +261,12 @@ async def test_healthcheck_command_reads_the_gateways_status(
 
 
 async def test_a_call_waits_for_a_restarting_backend_without_using_attempts(
-    start_gateway: StartGateway,
+    start_gateway: StartGateway, backend: FakeTFServing
 ) -> None:
     """Attempts that could not reach TF Serving are not attempts: with a single attempt and no
     retry budget at all, a call made while TF Serving is down waits and succeeds once it is up."""
-    fake = FakeTFServing()
-    port = await fake.start()
+    fake = backend  # stopped by its fixture, whatever happens here
+    port = fake.port
     gw = await start_gateway(
         fake.target, retry={"max_attempts": 1, "budget_ratio": 0.0, "budget_min_per_second": 0.0}
     )
@@ -287,14 +287,13 @@ async def test_a_call_waits_for_a_restarting_backend_without_using_attempts(
 
 
 async def test_a_deadline_shorter_than_the_outage_is_deadline_exceeded(
-    start_gateway: StartGateway,
+    start_gateway: StartGateway, backend: FakeTFServing
 ) -> None:
     from tfgate.calls import Call
     from tfgate.errors import DeadlineExceeded
     from tfgate.tfs.tensorflow_serving.apis import get_model_status_pb2
 
-    fake = FakeTFServing()
-    await fake.start()
+    fake = backend  # stopped by its fixture, whatever happens here
     gw = await start_gateway(fake.target)
     await warm(gw)
     await fake.stop()
