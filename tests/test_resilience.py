@@ -66,7 +66,9 @@ async def procs() -> AsyncIterator[Callable[..., Awaitable[tuple[Proc, int]]]]:
     ) -> tuple[Proc, int]:
         """The fake as a process; ``start_delay`` seconds pass before it listens, as when TF
         Serving loads its models before it opens its port."""
-        boot = f"import time; time.sleep({start_delay}); from tests.fake_tfserving import main; main()"
+        boot = (
+            f"import time; time.sleep({start_delay}); from tests.fake_tfserving import main; main()"
+        )
         proc = Proc([sys.executable, "-c", boot, "--port", str(port), "--delay", str(delay)])
         started.append(proc)
         line = await proc.first_line()
