@@ -82,8 +82,13 @@ async def test_retries_never_outlive_the_deadline(
 
 
 async def test_dead_backend_is_unavailable(start_gateway: StartGateway) -> None:
-    gw = await start_gateway("127.0.0.1:1", retry={"max_attempts": 2})
-    await expect_error(gw.stub.Predict(hp2(), timeout=5), grpc.StatusCode.UNAVAILABLE)
+    gw = await start_gateway("127.0.0.1:1", retry={"max_attempts": 2}, wait_for_backend=0.5)
+    await expect_error(
+        gw.stub.Predict(hp2(), timeout=5),
+        grpc.StatusCode.UNAVAILABLE,
+        "TF Serving at 127.0.0.1:1 is down: no connection to it for ",
+        "(wait_for_backend=0.5 s)",
+    )
 
 
 async def test_concurrency_cap_holds_under_40_calls(
@@ -253,3 +258,104 @@ async def test_healthcheck_command_reads_the_gateways_status(
     await dead.gateway.stop(grace=0)
     assert await asyncio.to_thread(health_status, target, 0.5) is None
     assert await asyncio.to_thread(cli.main, ["healthcheck", "--target", target]) == 1
+
+
+async def test_a_call_waits_for_a_restarting_backend_without_using_attempts(
+    start_gateway: StartGateway, backend: FakeTFServing
+) -> None:
+    """Attempts that could not reach TF Serving are not attempts: with a single attempt and no
+    retry budget at all, a call made while TF Serving is down waits and succeeds once it is up."""
+    fake = backend  # stopped by its fixture, whatever happens here
+    port = fake.port
+    gw = await start_gateway(
+        fake.target, retry={"max_attempts": 1, "budget_ratio": 0.0, "budget_min_per_second": 0.0}
+    )
+    await warm(gw)
+    await fake.stop()
+    call = asyncio.ensure_future(gw.stub.Predict(hp2(), timeout=8))
+    await asyncio.sleep(1.0)
+    assert not call.done()  # waiting, not failed
+    assert gw.gateway.upstream.limiter.in_flight == 1  # and holding its slot
+    back = FakeTFServing()
+    await back.start(port)
+    try:
+        assert (await call).version == 2
+        assert back.calls["Predict"] == 1
+        assert gw.gateway.upstream.budget.refused == 0  # no retry was even asked for
+    finally:
+        await back.stop()
+
+
+async def test_a_deadline_shorter_than_the_outage_is_deadline_exceeded(
+    start_gateway: StartGateway, backend: FakeTFServing
+) -> None:
+    from tfgate.calls import Call
+    from tfgate.errors import DeadlineExceeded
+    from tfgate.tfs.tensorflow_serving.apis import get_model_status_pb2
+
+    fake = backend  # stopped by its fixture, whatever happens here
+    gw = await start_gateway(fake.target)
+    await warm(gw)
+    await fake.stop()
+    start = time.monotonic()
+    await expect_error(gw.stub.Predict(hp2(), timeout=0.5), grpc.StatusCode.DEADLINE_EXCEEDED)
+    assert 0.4 < time.monotonic() - start < 1.0
+    # What tfgate answers (the caller's own client usually gives up at the same instant).
+    call = Call("grpc", "GetModelStatus", time.monotonic() + 0.3)
+    waiting = f"waiting for a connection to TF Serving at {fake.target}"
+    with pytest.raises(DeadlineExceeded, match=waiting):
+        await gw.gateway.upstream.get_model_status(
+            get_model_status_pb2.GetModelStatusRequest(), call
+        )
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "SERVER: Received message larger than max (5242880 vs. 4194304)",
+        "OOM when allocating tensor with shape[100000,100000] and type float",
+    ],
+)
+async def test_failures_caused_by_the_request_are_not_retried(
+    gw: Running, backend: FakeTFServing, message: str
+) -> None:
+    await warm(gw)
+    backend.calls.clear()
+    backend.fail_next(grpc.StatusCode.RESOURCE_EXHAUSTED, 3, message)
+    await expect_error(
+        gw.stub.Predict(hp2(), timeout=5), grpc.StatusCode.RESOURCE_EXHAUSTED, message
+    )
+    assert backend.calls["Predict"] == 1
+
+
+async def test_an_answer_whose_metadata_is_over_the_limit_is_not_retried(
+    gw: Running, backend: FakeTFServing
+) -> None:
+    """TF Serving's status message quoting a 20 KB name is over grpc's 16 KiB metadata limit:
+    grpc turns the answer into RESOURCE_EXHAUSTED, which the same request would only repeat."""
+    await warm(gw)
+    backend.calls.clear()
+    backend.fail_next(grpc.StatusCode.INVALID_ARGUMENT, 3, "unknown input " + "x" * 20_000)
+    await expect_error(
+        gw.stub.Predict(hp2(), timeout=5),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "metadata size exceeds",
+    )
+    assert backend.calls["Predict"] == 1
+
+
+async def test_wait_for_backend_setting(tmp_path) -> None:
+    from tfgate import cli, config
+
+    assert config.Config().wait_for_backend == 10.0
+    assert config.load({}, {"TFGATE_WAIT_FOR_BACKEND": "2.5"}).wait_for_backend == 2.5
+    path = tmp_path / "tfgate.toml"
+    path.write_text("wait_for_backend = 4\n")
+    assert config.load({}, {}, str(path)).wait_for_backend == 4.0
+    assert config.load({"wait_for_backend": 1.5}, {}, str(path)).wait_for_backend == 1.5
+    with pytest.raises(config.ConfigError, match=r"wait_for_backend \(from environment\)"):
+        config.load({}, {"TFGATE_WAIT_FOR_BACKEND": "soon"})
+    with pytest.raises(config.ConfigError, match="wait_for_backend: must be positive, got 0"):
+        config.load({}, {"TFGATE_WAIT_FOR_BACKEND": "0"})
+    # The flag reaches the same check (and tfgate stops before it serves).
+    assert cli.main(["serve", "--listen", "127.0.0.1:0", "--wait-for-backend", "-1"]) == 2

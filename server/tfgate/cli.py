@@ -32,6 +32,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument(
         "--default-timeout", type=float, help="seconds, for callers without a deadline"
     )
+    serve.add_argument(
+        "--wait-for-backend",
+        type=float,
+        help="seconds a call waits for TF Serving to come back when it is down (default 10)",
+    )
     serve.add_argument("--grace-period", type=float, help="seconds in-flight calls get on SIGTERM")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
 
@@ -129,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "max_concurrency": args.max_concurrency,
                 "default_timeout": args.default_timeout,
                 "grace_period": args.grace_period,
+                "wait_for_backend": args.wait_for_backend,
                 "log_level": args.log_level,
             },
             os.environ,

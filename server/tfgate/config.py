@@ -104,6 +104,9 @@ class Config:
     # refused at once with RESOURCE_EXHAUSTED.
     max_queue: int = 512
     max_queue_wait: float = 5.0
+    # Seconds a call waits, holding its slot, for a connection to a TF Serving that is down or
+    # restarting (within its deadline) before it fails with UNAVAILABLE.
+    wait_for_backend: float = 10.0
     # Seconds a call may take when its caller set no deadline.
     default_timeout: float = 30.0
     # How long a "latest" or label resolution (and its signature) is trusted before re-reading.
@@ -155,6 +158,7 @@ class Config:
             "metadata_ttl",
             "health_interval",
             "max_queue_wait",
+            "wait_for_backend",
             "keepalive_time",
         ):
             if getattr(self, name) <= 0:

@@ -35,8 +35,26 @@ from tfgate.config import RetryPolicy
 logger = logging.getLogger(__name__)
 
 PUSHBACK_KEY: Final = "grpc-retry-pushback-ms"
-# RESOURCE_EXHAUSTED also means "this message is larger than the limit", which no retry fixes.
-_TOO_LARGE: Final = ("larger than max", "message too large")
+# Failures the request itself caused, which a retry would only repeat (all RESOURCE_EXHAUSTED, in
+# grpc's or TensorFlow's words): a message over a size limit on either side ("SERVER: Received
+# message larger than max (5242880 vs. 4194304)", "CLIENT: Sent message larger than max", an
+# answer over tfgate's own limit), an answer whose metadata is over grpc's limit ("Stream removed
+# (received metadata size exceeds hard limit ...)": TF Serving's status message quoting a huge
+# name from the request), and TensorFlow out of memory for the request's tensors ("OOM when
+# allocating tensor with shape[...]"). What load causes (TF Serving's "Run() timeout exceeded while
+# waiting in batching queue", a proxy's quota) is still retried.
+_CAUSED_BY_REQUEST: Final = (
+    "larger than max",
+    "message too large",
+    "metadata size exceeds",
+    "oom when allocating",
+)
+
+
+def caused_by_request(details: str | None) -> bool:
+    """Whether a failure with these ``details`` came from the request itself (its size)."""
+    text = (details or "").lower()
+    return any(needle in text for needle in _CAUSED_BY_REQUEST)
 
 
 def _rpc_error(state: RetryCallState) -> grpc.aio.AioRpcError | None:
@@ -56,7 +74,8 @@ def pushback_ms(error: grpc.aio.AioRpcError) -> int | None:
 
 
 class retry_if_retryable(retry_base):
-    """Retries the policy's codes, unless push-back says no or the budget is spent."""
+    """Retries the policy's codes, unless the request caused the failure, push-back says no or
+    the budget is spent."""
 
     def __init__(self, codes: frozenset[grpc.StatusCode], budget: RetryBudget) -> None:
         self.codes = codes
@@ -65,12 +84,7 @@ class retry_if_retryable(retry_base):
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         error = _rpc_error(retry_state)
-        if error is None or error.code() not in self.codes:
-            return False
-        details = (error.details() or "").lower()
-        if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and any(
-            needle in details for needle in _TOO_LARGE
-        ):
+        if error is None or error.code() not in self.codes or caused_by_request(error.details()):
             return False
         pushback = pushback_ms(error)
         if pushback is not None and pushback < 0:

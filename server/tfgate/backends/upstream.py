@@ -5,6 +5,15 @@ configured default. Waiting for a slot, each attempt and each back-off sleep fit
 no retry outlives the caller. Failures leave this module as tfgate.errors exceptions, never as
 grpc's.
 
+An attempt is sent only on a connection: while TF Serving cannot be reached (refused, or still
+connecting after a restart) the call waits, holding its slot, until the channel is READY, within
+its deadline and at most ``wait_for_backend`` seconds from when the backend was first found down.
+It is then sent with gRPC's wait-for-ready, so grpc never fails it for want of a connection
+(without it grpc answers at once UNAVAILABLE "failed to connect to all addresses"). A call that
+was never sent costs TF Serving nothing, so the wait uses neither ``max_attempts`` nor the retry
+budget: every UNAVAILABLE an attempt returns came on a connection that was up when it was sent
+(e.g. "Socket closed" when TF Serving died with the call in flight), and only those are retried.
+
 Replicas: ``backend`` may list several TF Serving replicas, each with its own channel; calls
 go round-robin over those not known to be down, and a retry goes to the next replica. A
 ``dns:///`` target is one channel whose addresses grpc balances round-robin.
@@ -12,6 +21,7 @@ go round-robin over those not known to be down, and a retry goes to the next rep
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -42,6 +52,7 @@ _Resp = TypeVar("_Resp")
 _DOWN: Final = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 _AVAILABLE: Final = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 _PREDICT: Final = "/tensorflow.serving.PredictionService/Predict"
+_READY: Final = grpc.ChannelConnectivity.READY
 
 
 def _failed(exc: grpc.aio.AioRpcError) -> Exception:
@@ -88,6 +99,24 @@ class Replica:
             found = self._raw[path] = self.channel.unary_unary(path)
         return found
 
+    def ready(self) -> bool:
+        return self.channel.get_state(try_to_connect=True) == _READY
+
+    async def ready_by(self, give_up: float) -> bool:
+        """Whether the channel is READY by ``give_up`` (time.monotonic()), asking it to connect."""
+        state = self.channel.get_state(try_to_connect=True)
+        while state != _READY:
+            remaining = give_up - time.monotonic()
+            if remaining <= 0 or state == grpc.ChannelConnectivity.SHUTDOWN:
+                return False
+            try:
+                async with asyncio.timeout(remaining):
+                    await self.channel.wait_for_state_change(state)
+            except TimeoutError:
+                return False
+            state = self.channel.get_state(try_to_connect=True)
+        return True
+
     def looks_down(self) -> bool:
         state = self.channel.get_state(try_to_connect=False)
         return state in (
@@ -104,6 +133,9 @@ class Upstream:
         self._retryable = frozenset(grpc.StatusCode[c] for c in config.retry.retryable_codes)
         self.budget = budget_for(config.retry)
         self.limiter = Limiter(config.max_concurrency, config.max_queue, config.max_queue_wait)
+        self.wait_for_backend = config.wait_for_backend
+        # When a call first found no replica connected, since one was last seen connected.
+        self.down_since: float | None = None
         options = channel_options(config)
         self.replicas = [Replica(target, options) for target in config.backends]
         self._turn = itertools.count()
@@ -184,7 +216,7 @@ class Upstream:
         # The first attempt runs outside tenacity: most calls succeed, and building the retry
         # loop costs more than the rest of tfgate's work on a small call.
         try:
-            return await self._attempt(method(self._pick()), request, deadline)
+            return await self._attempt(method, request, deadline)
         except grpc.aio.AioRpcError as exc:
             if exc.code() not in self._retryable:
                 raise _failed(exc) from None
@@ -202,7 +234,7 @@ class Upstream:
                         # push-back, budget, stop) judges it like any other.
                         failed, first = first, None
                         raise failed
-                    return await self._attempt(method(self._pick()), request, deadline)
+                    return await self._attempt(method, request, deadline)
         except grpc.aio.AioRpcError as exc:
             if loop.predicate.budget_spent:
                 raise Unavailable(
@@ -215,11 +247,63 @@ class Upstream:
 
     async def _attempt(
         self,
-        method: grpc.aio.UnaryUnaryMultiCallable[Any, _Resp],
+        method: Callable[[Replica], grpc.aio.UnaryUnaryMultiCallable[Any, _Resp]],
         request: Message | bytes,
         deadline: float,
     ) -> _Resp:
         if deadline - time.monotonic() <= 0:
             raise DeadlineExceeded("the deadline ran out before TF Serving could be called")
         async with self.limiter.slot(deadline):
-            return await method(request, timeout=max(deadline - time.monotonic(), 0.001))
+            replica = await self._connected(deadline)
+            return await method(replica)(
+                request, timeout=max(deadline - time.monotonic(), 0.001), wait_for_ready=True
+            )
+
+    async def _connected(self, deadline: float) -> Replica:
+        """The replica to send to, once one has a connection; raises if none comes in time."""
+        replica = self._pick()
+        if replica.ready():
+            self.down_since = None
+            return replica
+        for other in self.replicas:
+            if other.ready():
+                self.down_since = None
+                return other
+        started = time.monotonic()
+        if self.down_since is None:
+            self.down_since = started
+        # Bounded from when the backend was first found down, not from this call's arrival: once
+        # it has been down that long, callers are told so at once instead of each waiting again.
+        give_up = self.down_since + self.wait_for_backend
+        found = await self._first_ready(min(deadline, give_up))
+        if found is not None:
+            self.down_since = None
+            return found
+        now = time.monotonic()
+        if deadline <= give_up:
+            raise DeadlineExceeded(
+                f"the deadline ran out after {(now - started) * 1000:.0f} ms waiting for a "
+                f"connection to TF Serving at {self.target}"
+            )
+        raise Unavailable(
+            f"TF Serving at {self.target} is down: no connection to it for "
+            f"{now - self.down_since:.1f} s (wait_for_backend={self.wait_for_backend:g} s)"
+        )
+
+    async def _first_ready(self, give_up: float) -> Replica | None:
+        """The first replica whose channel becomes READY by ``give_up``, or None."""
+        if len(self.replicas) == 1:
+            only = self.replicas[0]
+            return only if await only.ready_by(give_up) else None
+        waits = {asyncio.ensure_future(r.ready_by(give_up)): r for r in self.replicas}
+        pending = set(waits)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for wait in done:
+                    if wait.result():
+                        return waits[wait]
+            return None
+        finally:
+            for wait in pending:
+                wait.cancel()
