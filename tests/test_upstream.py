@@ -359,3 +359,28 @@ async def test_wait_for_backend_setting(tmp_path) -> None:
         config.load({}, {"TFGATE_WAIT_FOR_BACKEND": "0"})
     # The flag reaches the same check (and tfgate stops before it serves).
     assert cli.main(["serve", "--listen", "127.0.0.1:0", "--wait-for-backend", "-1"]) == 2
+
+
+async def test_a_connection_lost_before_the_send_goes_back_to_waiting(
+    start_gateway: StartGateway, backend: FakeTFServing
+) -> None:
+    """A replica seen READY whose connection is gone when the call is sent (here: one that never
+    answers, seen READY once) does not hold the call: it goes to the replica that is up, and the
+    lost send is no attempt (one attempt allowed, no retry budget)."""
+    gw = await start_gateway(
+        f"127.0.0.1:1,{backend.target}",
+        retry={"max_attempts": 1, "budget_ratio": 0.0, "budget_min_per_second": 0.0},
+    )
+    upstream = gw.gateway.upstream
+    dead, live = upstream.replicas
+    assert await live.ready_by(time.monotonic() + 5)
+    seen = iter([True])
+    dead.ready = lambda: next(seen, False)  # type: ignore[method-assign]
+    dead.looks_down = lambda: False  # type: ignore[method-assign]
+    upstream._pick = lambda: dead  # type: ignore[method-assign]
+    started = time.monotonic()
+    answer = await gw.stub.Predict(hp2(), timeout=5)
+    assert answer.version == 2
+    assert time.monotonic() - started < 2  # not held until the deadline
+    assert backend.calls["Predict"] == 1
+    assert upstream.budget.refused == 0

@@ -8,11 +8,13 @@ grpc's.
 An attempt is sent only on a connection: while TF Serving cannot be reached (refused, or still
 connecting after a restart) the call waits, holding its slot, until the channel is READY, within
 its deadline and at most ``wait_for_backend`` seconds from when the backend was first found down.
-It is then sent with gRPC's wait-for-ready, so grpc never fails it for want of a connection
-(without it grpc answers at once UNAVAILABLE "failed to connect to all addresses"). A call that
-was never sent costs TF Serving nothing, so the wait uses neither ``max_attempts`` nor the retry
-budget: every UNAVAILABLE an attempt returns came on a connection that was up when it was sent
-(e.g. "Socket closed" when TF Serving died with the call in flight), and only those are retried.
+It is then sent. Should the connection go between the two, grpc answers at once UNAVAILABLE
+"failed to connect to all addresses" (``_never_sent``): the call goes back to waiting, on any
+replica. (Sending with grpc's wait-for-ready instead would hold it for a replica that may never
+return, up to the deadline.) A call that was never sent costs TF Serving nothing, so the wait
+uses neither ``max_attempts`` nor the retry budget: every other UNAVAILABLE came on a connection
+that was up when the call was sent (e.g. "Socket closed" when TF Serving died with the call in
+flight), and only those are retried.
 
 Replicas: ``backend`` may list several TF Serving replicas, each with its own channel; calls
 go round-robin over those not known to be down, and a retry goes to the next replica. A
@@ -53,6 +55,16 @@ _DOWN: Final = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_
 _AVAILABLE: Final = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 _PREDICT: Final = "/tensorflow.serving.PredictionService/Predict"
 _READY: Final = grpc.ChannelConnectivity.READY
+
+
+# What grpc answers, at once, for a call it could not send for want of a connection.
+_NO_CONNECTION: Final = "failed to connect to all addresses"
+# The pause before a call grpc could not send looks for a connection again.
+_RESEND_PAUSE: Final = 0.01
+
+
+def _never_sent(exc: grpc.aio.AioRpcError) -> bool:
+    return exc.code() == grpc.StatusCode.UNAVAILABLE and _NO_CONNECTION in (exc.details() or "")
 
 
 def _failed(exc: grpc.aio.AioRpcError) -> Exception:
@@ -254,10 +266,17 @@ class Upstream:
         if deadline - time.monotonic() <= 0:
             raise DeadlineExceeded("the deadline ran out before TF Serving could be called")
         async with self.limiter.slot(deadline):
-            replica = await self._connected(deadline)
-            return await method(replica)(
-                request, timeout=max(deadline - time.monotonic(), 0.001), wait_for_ready=True
-            )
+            while True:
+                replica = await self._connected(deadline)
+                try:
+                    return await method(replica)(
+                        request, timeout=max(deadline - time.monotonic(), 0.001)
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    if not _never_sent(exc):
+                        raise
+                # The connection went after it was seen READY: not an attempt; wait again.
+                await asyncio.sleep(_RESEND_PAUSE)
 
     async def _connected(self, deadline: float) -> Replica:
         """The replica to send to, once one has a connection; raises if none comes in time."""
