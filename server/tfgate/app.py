@@ -3,8 +3,9 @@
 Shutdown drains before it stops: grpc.aio's ``server.stop(grace)`` closes the listeners at once,
 so health checks would be refused and ``NOT_SERVING`` never seen. Instead tfgate keeps serving
 while it drains: health answers ``NOT_SERVING``, new calls to tfgate's services are refused with
-``UNAVAILABLE`` (``Drain``), and the calls in flight get the grace period; those still running
-then are cancelled together, reported in one log line, and only then does the server stop.
+``UNAVAILABLE`` (tfgate.fronts.drain), and the calls in flight get the grace period; those still
+running then are cancelled together, reported in one log line, and only then does the server
+stop.
 """
 
 from __future__ import annotations
@@ -16,19 +17,18 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from tfgate.backends.upstream import Upstream
-from tfgate.calls import Call, Record
+from tfgate.calls import Call
 from tfgate.catalog import Catalog
 from tfgate.config import Config
-from tfgate.errors import Unavailable
 from tfgate.fronts import passthrough
+from tfgate.fronts.drain import Drain
 from tfgate.fronts.grpc import SERVICE_NAME, InferenceServicer, Limits
 from tfgate.fronts.passthrough import PassThrough
 from tfgate.inference import Inference
@@ -44,7 +44,6 @@ logger = logging.getLogger(__name__)
 _READINESS_DRAIN = 1.0
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-_SHUTTING_DOWN = "tfgate is shutting down; send the call to another instance"
 
 # HTTP/2 streams (calls) one connection carries at once; a client's further calls wait in its
 # own channel. Overload protection would also count streams the client has reset but the server
@@ -52,8 +51,6 @@ _SHUTTING_DOWN = "tfgate is shutting down; send the call to another instance"
 # sends calls as fast as earlier ones finish gets RST_STREAM(REFUSED_STREAM), which grpc's
 # clients report as UNAVAILABLE, not the RESOURCE_EXHAUSTED that tfgate's shedding answers.
 _MAX_STREAMS_PER_CONNECTION = 100
-
-Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
 class ListenError(OSError):
@@ -78,79 +75,6 @@ def _check_free(address: str, setting: str) -> None:
         except OSError as exc:
             reason = "address in use" if exc.errno == errno.EADDRINUSE else exc.strerror
             raise ListenError(f"cannot listen on {address} ({setting}): {reason}") from None
-
-
-class Drain:
-    """Counts the calls tfgate's own services are running and, once draining, refuses new ones.
-
-    Health and reflection are not wrapped: they keep answering while tfgate drains.
-    """
-
-    def __init__(self) -> None:
-        self.open = 0
-        self.draining = False
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def wrap(self, front: str, generic: grpc.GenericRpcHandler) -> grpc.GenericRpcHandler:
-        return _Drained(self, front, generic)
-
-    def begin(self) -> None:
-        self.draining = True
-
-    async def wait_idle(self, within: float) -> bool:
-        """Whether every call in flight finished within ``within`` seconds."""
-        try:
-            async with asyncio.timeout(max(within, 0.0)):
-                await self._idle.wait()
-        except TimeoutError:
-            return False
-        return True
-
-    def counted(self, front: str, method: str, behavior: Behavior) -> Behavior:
-        name = method if front == "tfs-grpc" else method.rsplit("/", 1)[-1]
-
-        async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            if self.draining:
-                Record(Call(front, name, time.monotonic())).done(Unavailable(_SHUTTING_DOWN))
-                await context.abort(grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN)
-            self.open += 1
-            self._idle.clear()
-            try:
-                return await behavior(request, context)
-            finally:
-                self.open -= 1
-                if not self.open:
-                    self._idle.set()
-
-        return run
-
-
-class _Drained(grpc.GenericRpcHandler):
-    """A generic handler whose unary methods go through ``Drain.counted``."""
-
-    def __init__(self, drain: Drain, front: str, inner: grpc.GenericRpcHandler) -> None:
-        self._drain = drain
-        self._front = front
-        self._inner = inner
-        self._cache: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
-
-    def service(
-        self, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        method = handler_call_details.method
-        try:
-            return self._cache[method]
-        except KeyError:
-            pass
-        found = self._inner.service(handler_call_details)
-        if found is None:
-            return None  # not cached: a caller can name any number of unknown methods
-        if found.unary_unary is not None:
-            behavior = self._drain.counted(self._front, method, cast(Behavior, found.unary_unary))
-            found = found._replace(unary_unary=behavior)  # type: ignore[attr-defined]
-        self._cache[method] = found
-        return found
 
 
 class Gateway:
