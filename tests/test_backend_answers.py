@@ -213,6 +213,38 @@ async def test_an_answer_declaring_30_million_values_from_one_is_refused_at_once
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 60 * 1024
 
 
+async def test_an_answer_within_max_tensor_elements_expands_from_one_value_only_so_far(
+    stack: tuple[FakeTFServing, Running],
+) -> None:
+    """16 million floats from one: within max_tensor_elements (16 Mi), but 64 MB built from a
+    24-byte answer (and over a gigabyte as JSON): refused before expanding, on every front."""
+    fake, gw = stack
+    y = tensor(types_pb2.DT_FLOAT, [16_000_000], float_val=[1.0])
+    answer = predict_pb2.PredictResponse(outputs={"y": y}).SerializeToString()
+    assert len(answer) < 30
+    await still_serving(gw)
+    tracemalloc.start()
+    try:
+        for front in FRONTS.values():
+            fake.answer_next("Predict", answer)
+            started = time.monotonic()
+            code, message = await front(gw)
+            assert time.monotonic() - started < 1.0
+            assert code == "INTERNAL", message
+            assert "output 'y'" in message and "carries 1 value for its 16000000" in message
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024
+    # Up to the bound, an output carrying fewer values is read as TensorFlow reads it.
+    small = tensor(types_pb2.DT_FLOAT, [1000], float_val=[1.0, 2.0])
+    for front in FRONTS.values():
+        fake.answer_next("Predict", predict_pb2.PredictResponse(outputs={"y": small}))
+        code, found = await front(gw)
+        assert code == "OK", found
+    await still_serving(gw)
+
+
 async def test_outputs_are_bounded_together_by_max_tensor_elements(
     start_gateway: StartGateway,
 ) -> None:

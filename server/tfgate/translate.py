@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 
 from google.protobuf import wrappers_pb2
 
-from tfgate import tensors, wire
+from tfgate import dtypes, tensors, wire
 from tfgate.errors import (
     MAX_NAME,
     BadBackendAnswer,
     FailedPrecondition,
     InvalidArgument,
     check_name,
+    counted,
 )
 from tfgate.signatures import DEFAULT_SIGNATURE, SIGNATURE_DEF_FIELD, ModelMetadata, Signature
 from tfgate.tfs.tensorflow_serving.apis import (
@@ -185,13 +186,21 @@ class EncodedResponse:
         return inference_pb2.PredictResponse.FromString(self.data)
 
 
+# The most bytes of values tfgate fills in for an output that carries fewer values than its
+# shape holds (TensorFlow repeats the last): more could make a few bytes allocate gigabytes.
+MAX_BROADCAST_BYTES: Final = 1 << 20
+
+
 def check_answer(
     answer: predict_pb2.PredictResponse, expected: Collection[str], max_elements: int
 ) -> None:
     """Refuses TF Serving's Predict answer when it lacks an output it was asked for (``expected``;
-    any answer has at least one), when an output's shape is not a tensor's, or when its outputs
-    hold more than ``max_elements`` values in all: checked on the shapes alone, before any value
-    is read, as a few bytes may declare a shape of billions of values (a broadcast)."""
+    any answer has at least one), when an output's shape is not a tensor's, when its outputs
+    hold more than ``max_elements`` values in all, or when an output would expand past
+    MAX_BROADCAST_BYTES from fewer values than its shape holds: checked on the shapes alone,
+    before any value is read, as a few bytes may declare a shape of billions of values. TF
+    Serving writes every value of an output; a TensorProto may carry fewer (the last repeated),
+    which tfgate reads as TensorFlow does, but only that far."""
     outputs = answer.outputs
     if not outputs:
         raise BadBackendAnswer("TF Serving's answer has no outputs")
@@ -213,6 +222,21 @@ def check_answer(
         raise BadBackendAnswer(
             f"TF Serving's answer: {held}, more than tfgate's max_tensor_elements ({max_elements})"
         )
+    for key, size in sizes.items():
+        proto = outputs[key]
+        dtype = dtypes.from_enum(proto.dtype)
+        item = max(dtype.wire.itemsize, 1) if dtype.wire is not None else 8
+        if size * item <= MAX_BROADCAST_BYTES:
+            continue
+        carried = len(getattr(proto, dtype.val_field)) if dtype.val_field else 0
+        carried += len(proto.tensor_content) // item
+        if carried < size:
+            raise BadBackendAnswer(
+                f"TF Serving's answer: output '{key}' of shape "
+                f"{tensors.describe_shape(tuple(d.size for d in proto.tensor_shape.dim))} "
+                f"carries {counted(carried, 'value')} for its {size}: tfgate fills in at most "
+                f"{MAX_BROADCAST_BYTES} bytes from fewer values than a shape holds"
+            )
 
 
 def v1_response(answer: Answer) -> EncodedResponse:
