@@ -152,3 +152,16 @@ def test_an_out_of_range_value_says_where_it_came_from(
     assert where in str(info.value)
     if "file" in where:
         assert str(path) in str(info.value)
+
+
+def test_a_misspelt_variable_is_warned_about_even_when_the_settings_are_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tfgate import cli
+
+    monkeypatch.setenv("TFGATE_MAX_CONCURENCY", "32")
+    monkeypatch.setenv("TFGATE_MAX_CONCURRENCY", "0")  # refused: the typo may be why
+    assert cli.main(["serve", "--backend", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean TFGATE_MAX_CONCURRENCY?" in err
+    assert "configuration error: max_concurrency" in err

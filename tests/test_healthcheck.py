@@ -59,7 +59,7 @@ def test_nothing_listening_says_so_in_one_line() -> None:
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr.splitlines() == [
-        f"tfgate healthcheck: {target}: UNAVAILABLE: no answer within 1 s"
+        f"tfgate healthcheck: {target}: UNAVAILABLE: connection refused: nothing listens there"
     ]
 
 

@@ -128,7 +128,11 @@ class Gateway:
             names += passthrough.METHODS
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(names, self._server)
-        _check_free(self.config.listen, "listen")  # before grpc, which logs its own error line
+        try:
+            _check_free(self.config.listen, "listen")  # before grpc, which logs its own line
+        except ListenError:
+            await self.upstream.close()
+            raise
         try:
             self.port = self._server.add_insecure_port(self.config.listen)
         except RuntimeError:  # grpc's "Failed to bind to address ..."

@@ -123,6 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from tfgate import app, config
 
+    # Before the settings are read: a misspelt variable may be why they are refused.
+    for warning in config.unknown_variables(os.environ):
+        print(f"tfgate: warning: {warning}", file=sys.stderr)
     try:
         path = config.config_path(args.config, os.environ)
         file_data = config.read_file(path) if path else {}
@@ -145,8 +148,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"tfgate: configuration error: {exc}", file=sys.stderr)
         return 2
-    for warning in config.unknown_variables(os.environ):
-        print(f"tfgate: warning: {warning}", file=sys.stderr)
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

@@ -42,10 +42,12 @@ def check_health(target: str, timeout: float, service: str = "") -> tuple[bool, 
         code = failed.code()
         if code == grpc.StatusCode.NOT_FOUND:
             reason = "no such service"
-        elif code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
             reason = f"no answer within {timeout:g} s"
+        elif code == grpc.StatusCode.UNAVAILABLE and "refused" in (failed.details() or ""):
+            reason = "connection refused: nothing listens there"
         else:
-            reason = failed.details() or "no details"
+            reason = " ".join((failed.details() or "no details").split())[:300]
         return False, f"tfgate healthcheck: {what}: {code.name}: {reason}"
     label = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
     return status == _SERVING, f"tfgate healthcheck: {what}: {label}"
