@@ -25,7 +25,8 @@ _CANCEL = 0x8
 
 def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
     """One HTTP/2 frame: 24-bit length, type, flags, 31-bit stream id, payload."""
-    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+    head = struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream)
+    return head + payload
 
 
 def literal(name: str, value: str) -> bytes:
@@ -78,6 +79,7 @@ async def rapid_reset(
     pid: int,
     rounds: int,
     per_round: int,
+    *,
     path: str = "/tfgate.v1.InferenceService/Predict",
     settle: float = 0.5,
 ) -> list[float]:
