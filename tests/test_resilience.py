@@ -343,7 +343,9 @@ async def test_overload_is_shed(start_gateway: StartGateway) -> None:
         print(f"\noverload, 100 at once, cap 4 + queue 8: {counts}, in flight {fake.max_in_flight}")
         assert counts == {"OK": 12, "RESOURCE_EXHAUSTED": 88}
         assert fake.max_in_flight == 4
-        assert max(latencies["RESOURCE_EXHAUSTED"]) < 0.25  # refused at once, not after waiting
+        # Refused at once, not after waiting: every shed call is answered before the first
+        # admitted one, which TF Serving holds for 0.3 s.
+        assert max(latencies["RESOURCE_EXHAUSTED"]) < min(latencies["OK"])
     finally:
         await fake.stop()
 

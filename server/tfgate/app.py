@@ -52,6 +52,15 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 # clients report as UNAVAILABLE, not the RESOURCE_EXHAUSTED that tfgate's shedding answers.
 _MAX_STREAMS_PER_CONNECTION = 100
 
+# Calls grpc's core holds that have arrived but that tfgate's event loop has not yet taken in:
+# past the first number it cancels new ones at random, past the second all of them. These bound
+# what an HTTP/2 rapid reset (HEADERS then RST_STREAM, again and again, on one connection) makes
+# grpc allocate: with overload protection off, every reset stream becomes a call in this
+# backlog, and grpc's defaults (1,000 and 3,000) let one connection grow tfgate's memory by tens
+# of MB. Twice the streams of one connection: an honest client never fills it alone.
+_PENDING_CALLS = 2 * _MAX_STREAMS_PER_CONNECTION
+_PENDING_CALLS_HARD_LIMIT = 2 * _PENDING_CALLS
+
 
 class ListenError(OSError):
     """A listener could not be opened (its address is taken or invalid); the message names it."""
@@ -97,6 +106,8 @@ class Gateway:
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_concurrent_streams", _MAX_STREAMS_PER_CONNECTION),
                 ("grpc.http.overload_protection", 0),
+                ("grpc.server.max_pending_requests", _PENDING_CALLS),
+                ("grpc.server.max_pending_requests_hard_limit", _PENDING_CALLS_HARD_LIMIT),
             ]
         )
         self.drain = Drain()
