@@ -165,3 +165,21 @@ def test_a_misspelt_variable_is_warned_about_even_when_the_settings_are_refused(
     err = capsys.readouterr().err
     assert "did you mean TFGATE_MAX_CONCURRENCY?" in err
     assert "configuration error: max_concurrency" in err
+
+
+def test_streams_per_connection_set_the_servers_limits() -> None:
+    from tfgate.app import server_options
+
+    def options(config: Config) -> dict[str, int]:
+        return dict(server_options(config))
+
+    default = options(Config())
+    assert default["grpc.max_concurrent_streams"] == 100
+    assert default["grpc.http.overload_protection"] == 0
+    assert default["grpc.server.max_pending_requests"] == 200
+    assert default["grpc.server.max_pending_requests_hard_limit"] == 400
+    wide = options(config.load({}, {"TFGATE_MAX_STREAMS_PER_CONNECTION": "1000"}))
+    assert wide["grpc.max_concurrent_streams"] == 1000
+    assert wide["grpc.server.max_pending_requests_hard_limit"] == 4000
+    with pytest.raises(ConfigError, match="max_streams_per_connection: must be at least 1"):
+        Config(max_streams_per_connection=0)

@@ -45,21 +45,35 @@ _READINESS_DRAIN = 1.0
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
-# HTTP/2 streams (calls) one connection carries at once; a client's further calls wait in its
-# own channel. Overload protection would also count streams the client has reset but the server
-# has not yet freed: grpc.aio frees them only as Python gets to them, so an honest client that
-# sends calls as fast as earlier ones finish gets RST_STREAM(REFUSED_STREAM), which grpc's
-# clients report as UNAVAILABLE, not the RESOURCE_EXHAUSTED that tfgate's shedding answers.
-_MAX_STREAMS_PER_CONNECTION = 100
 
-# Calls grpc's core holds that have arrived but that tfgate's event loop has not yet taken in:
-# past the first number it cancels new ones at random, past the second all of them. These bound
-# what an HTTP/2 rapid reset (HEADERS then RST_STREAM, again and again, on one connection) makes
-# grpc allocate: with overload protection off, every reset stream becomes a call in this
-# backlog, and grpc's defaults (1,000 and 3,000) let one connection grow tfgate's memory by tens
-# of MB. Twice the streams of one connection: an honest client never fills it alone.
-_PENDING_CALLS = 2 * _MAX_STREAMS_PER_CONNECTION
-_PENDING_CALLS_HARD_LIMIT = 2 * _PENDING_CALLS
+def server_options(config: Config) -> list[tuple[str, int]]:
+    """The gRPC server's settings.
+
+    ``max_streams_per_connection`` calls at once per HTTP/2 connection; a client's further
+    calls wait in its own channel. Overload protection is off: it would also count streams the
+    client has finished but the server has not yet freed (grpc.aio frees them only as Python gets
+    to them), so an honest client sending calls as fast as earlier ones finish would get
+    RST_STREAM(REFUSED_STREAM), which grpc's clients report as UNAVAILABLE, not the
+    RESOURCE_EXHAUSTED of tfgate's shedding.
+
+    grpc's core holds calls that have arrived but that tfgate's event loop has not yet taken in;
+    past ``max_pending_requests`` it cancels new ones at random, past the hard limit all of them.
+    These bound what an HTTP/2 rapid reset (HEADERS then RST_STREAM, again and again, on one
+    connection) makes grpc allocate: with overload protection off every reset stream becomes a
+    call in this backlog, and grpc's defaults (1,000 and 3,000) let one connection grow tfgate's
+    memory by tens of MB. Twice one connection's streams: an honest client never fills it alone.
+    """
+    pending = 2 * config.max_streams_per_connection
+    return [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        # A second tfgate on a taken port must fail, not share it silently.
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_concurrent_streams", config.max_streams_per_connection),
+        ("grpc.http.overload_protection", 0),
+        ("grpc.server.max_pending_requests", pending),
+        ("grpc.server.max_pending_requests_hard_limit", 2 * pending),
+    ]
 
 
 class ListenError(OSError):
@@ -98,18 +112,7 @@ class Gateway:
         )
         self.health = health.aio.HealthServicer()
         self.backend_up = False
-        self._server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", config.max_message_bytes),
-                ("grpc.max_send_message_length", config.max_message_bytes),
-                # A second tfgate on a taken port must fail, not share it silently.
-                ("grpc.so_reuseport", 0),
-                ("grpc.max_concurrent_streams", _MAX_STREAMS_PER_CONNECTION),
-                ("grpc.http.overload_protection", 0),
-                ("grpc.server.max_pending_requests", _PENDING_CALLS),
-                ("grpc.server.max_pending_requests_hard_limit", _PENDING_CALLS_HARD_LIMIT),
-            ]
-        )
+        self._server = grpc.aio.server(options=server_options(config))
         self.drain = Drain()
         self._monitor: asyncio.Task[None] | None = None
         self._stopping = False

@@ -115,6 +115,11 @@ class Config:
     health_interval: float = 2.0
     # Seconds in-flight calls get to finish on SIGTERM.
     grace_period: float = 10.0
+    # Calls one HTTP/2 connection from a caller carries at once (its further calls wait in the
+    # caller's channel); grpc's core holds at most twice as many calls that tfgate has not yet
+    # taken in (tfgate.app). Raise it for a proxy that sends many callers' calls on one
+    # connection.
+    max_streams_per_connection: int = 100
     # Largest message tfgate accepts from callers and from TF Serving.
     max_message_bytes: int = 64 * 1024 * 1024
     # Most values one request may carry, over all its input tensors; and one answer of TF
@@ -147,6 +152,11 @@ class Config:
                 _check_host_port("backend", item)
         if self.max_concurrency < 1:
             raise ConfigError(f"max_concurrency: must be at least 1, got {self.max_concurrency}")
+        if self.max_streams_per_connection < 1:
+            raise ConfigError(
+                "max_streams_per_connection: must be at least 1, got "
+                f"{self.max_streams_per_connection}"
+            )
         if self.max_queue < 0:
             raise ConfigError(f"max_queue: must not be negative, got {self.max_queue}")
         if self.max_tensor_elements < 1:
