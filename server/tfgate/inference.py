@@ -37,6 +37,11 @@ TF_SERVING: Final = "tfserving"
 _OPEN: Final = Gate(PolicyConfig())
 
 
+def predict_method(call: Call) -> str:
+    """The method a Predict is granted as: TF Serving's REST predict is TF Serving's API."""
+    return TF_SERVING if call.front == "tfs-http" else "Predict"
+
+
 def _spec_names(spec: bytes | memoryview) -> list[str]:
     return [
         bytes(payload).decode("utf-8", "replace")
@@ -78,10 +83,12 @@ class Inference:
         self.gate = gate
         self._max_elements = max_elements
 
+    async def admit(self, call: Call, method: str, model: str) -> None:
+        """Lets a front refuse a call before it reads its body; the core admits it again."""
+        await self.gate.admit(call, method, model)
+
     async def predict(self, request: Predict, call: Call) -> Answer:
-        # TF Serving's REST predict is TF Serving's API, and granted as such.
-        method = TF_SERVING if call.front == "tfs-http" else "Predict"
-        await self.gate.admit(call, method, request.model)
+        await self.gate.admit(call, predict_method(call), request.model)
         sel = translate.selector(request.model, request.version, request.label)
         translate.check_names(request.signature, request.inputs, request.output_filter)
         meta = self.catalog.cached(sel) or await self.catalog.metadata(sel, call)

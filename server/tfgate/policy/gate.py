@@ -5,7 +5,9 @@ A caller presents ``authorization: Bearer <token>`` (gRPC metadata or HTTP heade
 ``x-api-key: <key>``; with ``[auth] tls_identity`` on, a caller presenting neither is the client
 its verified TLS certificate names. A bearer token is an API key (tfgate.policy.keys) or, with a
 ``TokenVerifier`` (JWT), a token it vouches for. The Authorization header wins when both are sent.
-With auth off the gate lets every call through and leaves its client "-".
+With auth off the gate lets every call through and leaves its client "-". A call is
+authenticated once (its ``client`` is set then); a front may admit it early, before reading a
+body, and the core admits it again: that second time only checks its rights.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ class Gate:
         """``admit`` for a call naming several models (MultiInference): each must be allowed."""
         if not self.enabled:
             return
-        call.client = await self._client(call)
+        if call.client == "-":  # authenticated once per call, however often it is admitted
+            call.client = await self._client(call)
         self._rights.check(call.client, method, models)
 
     async def _client(self, call: Call) -> str:
