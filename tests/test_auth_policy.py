@@ -133,12 +133,17 @@ def test_config_file_reads_auth_and_clients(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=f"clients.alpha.methods.*from config file {path}"):
         load({}, {}, str(path))
     path.write_text("policy = 1\n")  # the policy is tables, not a setting
-    with pytest.raises(ConfigError, match="policy .*unknown setting"):
+    with pytest.raises(ConfigError, match=r"policy .*unknown setting"):
         load({}, {}, str(path))
 
 
 def _call(authorization: str = "", api_key: str = "", tls: str | None = None) -> Call:
-    return Call("grpc", "Predict", time.monotonic() + 5, credentials=Credentials(authorization, api_key, tls))
+    return Call(
+        "grpc",
+        "Predict",
+        time.monotonic() + 5,
+        credentials=Credentials(authorization, api_key, tls),
+    )
 
 
 def _gate(verifier: object = None, tls_identity: bool = False) -> Gate:
@@ -257,7 +262,9 @@ def test_models_named_reads_every_model_spec() -> None:
         models_named("/x/Predict", b"\x0a\x05ab")
 
 
-def test_hash_key_prints_the_digest(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_hash_key_prints_the_digest(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO(KEY_A + "\n"))
     assert cli.main(["hash-key"]) == 0
     assert capsys.readouterr().out.strip() == hexdigest(KEY_A)

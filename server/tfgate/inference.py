@@ -3,9 +3,10 @@
 No transport here (no grpc, no HTTP): a front translates its protocol into a domain request
 (tfgate.domain) and a ``Call`` (tfgate.calls), calls ``Inference``, and translates the answer
 back. The gate (tfgate.policy.gate) admits each call first, whatever its method: who is calling,
-and whether they may call that method on that model. Validation, preprocessing (the request's plan, tfgate.plans.plan), the signature cache
-and the backend call (with its retries, budget, concurrency cap and deadline, behind
-tfgate.backends.base.Backend) happen here or below, once for all fronts.
+and whether they may call that method on that model. Validation, preprocessing (the request's
+plan, tfgate.plans.plan), the signature cache and the backend call (with its retries, budget,
+concurrency cap and deadline, behind tfgate.backends.base.Backend) happen here or below, once
+for all fronts.
 """
 
 from __future__ import annotations

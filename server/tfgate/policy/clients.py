@@ -26,6 +26,4 @@ class Rights:
         pattern = self._models.get(client)
         for model in models:
             if method not in methods or pattern is None or pattern.match(model) is None:
-                raise PermissionDenied(
-                    f"client {client} may not call {method} on model {model!r}"
-                )
+                raise PermissionDenied(f"client {client} may not call {method} on model {model!r}")

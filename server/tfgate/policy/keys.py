@@ -53,7 +53,8 @@ class KeyTable:
 
 
 def parse_keys(text: str, source: str) -> KeyTable:
-    """The key table in ``text`` (TOML); ConfigErrors name ``source`` and the client, never a digest."""
+    """The key table in ``text`` (TOML); a ConfigError names ``source`` and the client, never
+    a digest."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
