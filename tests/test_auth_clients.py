@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from tests.test_auth import ALPHA, BETA, CLIENTS, keys_file
 from tests.test_grpcurl import grpcurl_binary
 from tests.test_http_docs import curl_binary
 from tfgate.policy.config import PolicyConfig
+from tfgate.policy.keys import parse_keys
 
 pytestmark = pytest.mark.asyncio
 
@@ -107,3 +110,28 @@ async def test_grpcurl_with_and_without_a_key(
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "client=alpha" in logged and "client=beta" in logged
     assert ALPHA not in logged and BETA not in logged
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def test_the_documented_digest_is_the_keys() -> None:
+    """The README's `tfgate hash-key` line prints what it shows, and docs/security.md's key file
+    names that key's client."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    line = re.search(r"^echo -n (\S+) \| tfgate hash-key +# ([0-9a-f]{64})$", readme, re.M)
+    assert line is not None
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tfgate",
+        "hash-key",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(line.group(1).encode()), 30)
+    assert proc.returncode == 0 and out.decode().strip() == line.group(2)
+    security = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    block = re.search(r"```toml\n(# /run/secrets.*?)```", security, re.S)
+    assert block is not None
+    assert parse_keys(block.group(1), "docs/security.md").client_of(line.group(1)) == "reports"
