@@ -58,7 +58,8 @@ class Gate:
     async def admit(self, call: Call, method: str, model: str) -> None:
         """Sets ``call.client``, or raises Unauthenticated; then PermissionDenied unless the
         client may call ``method`` on ``model``."""
-        await self.admit_all(call, method, (model,))
+        if self.enabled:  # else not even a second coroutine
+            await self.admit_all(call, method, (model,))
 
     async def admit_all(self, call: Call, method: str, models: Sequence[str]) -> None:
         """``admit`` for a call naming several models (MultiInference): each must be allowed."""
