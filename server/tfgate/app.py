@@ -33,6 +33,7 @@ from tfgate.fronts.grpc import SERVICE_NAME, InferenceServicer, Limits
 from tfgate.fronts.passthrough import PassThrough
 from tfgate.inference import Inference
 from tfgate.plans.plan import Plans
+from tfgate.policy.gate import Gate
 from tfgate.translate import Selector
 
 if TYPE_CHECKING:
@@ -105,10 +106,11 @@ class Gateway:
 
     def __init__(self, config: Config, plans: Plans | None = None) -> None:
         self.config = config
+        gate = Gate.from_config(config.policy)  # its keys file first: it may be refused
         self.upstream = Upstream(config)
         self.catalog = Catalog(self.upstream.get_model_metadata, config.metadata_ttl)
         self.inference = Inference(
-            self.upstream, self.catalog, plans or Plans(), config.max_tensor_elements
+            self.upstream, self.catalog, plans or Plans(), config.max_tensor_elements, gate
         )
         self.health = health.aio.HealthServicer()
         self.backend_up = False

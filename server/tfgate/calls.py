@@ -10,12 +10,25 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from tfgate.errors import Code, code_of
 
 access_logger = logging.getLogger("tfgate.access")
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What the caller presented to prove who it is (tfgate.policy.gate reads it). Secrets:
+    kept out of ``repr``, so that no log line or error can show them."""
+
+    authorization: str = field(default="", repr=False)  # the header / metadata value, as sent
+    api_key: str = field(default="", repr=False)  # x-api-key
+    tls_identity: str | None = None  # the verified client certificate's identity, if any
+
+
+NO_CREDENTIALS: Final = Credentials()
 
 
 @dataclass(slots=True)
@@ -28,6 +41,8 @@ class Call:
     deadline: float  # time.monotonic() instant by which the answer is due
     peer: str = ""
     request_id: str = ""
+    credentials: Credentials = NO_CREDENTIALS
+    client: str = "-"  # who is calling, once tfgate.policy.gate has said so
 
 
 # Characters a logged value may hold as it is; anything else is quoted and escaped.
@@ -50,7 +65,8 @@ def loggable(value: object) -> str:
 
 
 class Record:
-    """The access log of one call: ``METHOD model=NAME version=V code=CODE ms=MS front=FRONT``.
+    """The access log of one call: ``METHOD model=NAME version=V code=CODE ms=MS client=NAME
+    front=FRONT``.
 
     The front sets ``model`` and ``version`` as it learns them, and calls ``done`` with the
     exception the call ended with, if any (tfgate.errors.code_of decides its code), so that
@@ -74,11 +90,12 @@ class Record:
     def done_with(self, code: Code) -> None:
         if access_logger.isEnabledFor(logging.INFO):  # else not even its arguments
             access_logger.info(
-                "%s model=%s version=%s code=%s ms=%.2f front=%s",
+                "%s model=%s version=%s code=%s ms=%.2f client=%s front=%s",
                 self.method,  # the front's own words; an HTTP path in it is loggable already
                 loggable(self.model),
                 loggable(self.version),
                 code.name,
                 (time.perf_counter() - self.start) * 1000.0,
+                loggable(self.call.client),
                 self.call.front,
             )

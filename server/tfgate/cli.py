@@ -1,4 +1,4 @@
-"""The ``tfgate`` command: ``serve``, ``model-server`` and ``healthcheck``."""
+"""The ``tfgate`` command: ``serve``, ``model-server``, ``healthcheck`` and ``hash-key``."""
 
 from __future__ import annotations
 
@@ -112,7 +112,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         help='the service to ask about: "" for tfgate as a whole (default), '
         '"tfgate.v1.InferenceService", or "model:NAME" for a model in health_models',
     )
+    sub.add_parser(
+        "hash-key",
+        help="print the SHA-256 digest of an API key read from stdin, for the keys file",
+        description=(
+            "Read an API key from standard input (one line; the newline is not part of it) "
+            "and print its SHA-256 hex digest, the form [keys.CLIENT] sha256 takes."
+        ),
+    )
     args = parser.parse_args(args_in)
+
+    if args.command == "hash-key":
+        from tfgate.policy.keys import digest
+
+        key = sys.stdin.readline().rstrip("\r\n")
+        if not key:
+            print("tfgate: hash-key: no key on standard input", file=sys.stderr)
+            return 2
+        print(digest(key).hex())
+        return 0
 
     if args.command == "healthcheck":
         from tfgate.healthcheck import check_health

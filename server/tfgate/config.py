@@ -10,6 +10,8 @@ The TOML file holds the server settings at top level and the retry policy in ``[
 
     [retry]
     max_attempts = 4
+
+and who may call what in ``[auth]`` and ``[clients.NAME]`` (tfgate.policy.config).
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from tfgate.errors import NEVER_RETRY, Code
+from tfgate.policy.config import PolicyConfig, PolicyError, policy_of
 
 _BOOLS: Final = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+# Settings that are tables of the file, not values a flag or variable can set.
+_TABLES: Final = frozenset({"retry", "policy"})
 _HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+|\*):(\d{1,5})$")
 
 
@@ -138,6 +143,8 @@ class Config:
     event_loop: str = "auto"
     log_level: str = "INFO"
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Who may call what: the file's [auth] and [clients.NAME] tables (tfgate.policy.config).
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
 
     def __post_init__(self) -> None:
         _check_host_port("listen", self.listen)
@@ -244,7 +251,7 @@ def _settings(
     out: dict[str, object] = {}
     for key, raw in values.items():
         name = key.replace("-", "_")
-        if name not in known or name == "retry":
+        if name not in known or name in _TABLES:
             raise ConfigError(f"{prefix}{key} (from {source}): unknown setting")
         out[name] = _coerce(prefix + name, known[name].type, raw, source)
     return out
@@ -253,7 +260,9 @@ def _settings(
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """A warning for each ``TFGATE_*`` variable that names no setting (a typo is otherwise
     silently ignored), with the closest known name."""
-    known = {f"TFGATE_{f.name.upper()}" for f in dataclasses.fields(Config) if f.name != "retry"}
+    known = {
+        f"TFGATE_{f.name.upper()}" for f in dataclasses.fields(Config) if f.name not in _TABLES
+    }
     known.add("TFGATE_CONFIG")
     warnings = []
     for var in sorted(environ):
@@ -291,6 +300,7 @@ def load(
     """
     file_top: dict[str, object] = {}
     file_retry: dict[str, object] = {}
+    policy = PolicyConfig()
     path = config_path(config_file, environ)
     if path:
         data = dict(read_file(path) if file_data is None else file_data)
@@ -298,13 +308,17 @@ def load(
         if not isinstance(retry_table, dict):
             raise ConfigError(f"config file {path}: [retry] must be a table")
         data.pop("models", None)  # per-model sections are read by their own module
+        try:
+            policy = policy_of(data.pop("auth", {}), data.pop("clients", {}))
+        except PolicyError as exc:
+            raise ConfigError(f"{exc} (from config file {path})") from None
         file_top = _settings(Config, data, f"config file {path}")
         file_retry = _settings(RetryPolicy, retry_table, f"config file {path}", "retry.")
 
     env_top = {
         f.name: environ[var]
         for f in dataclasses.fields(Config)
-        if (var := f"TFGATE_{f.name.upper()}") in environ and f.name != "retry"
+        if (var := f"TFGATE_{f.name.upper()}") in environ and f.name not in _TABLES
     }
     given = {k: v for k, v in flags.items() if v is not None}
     merged = {
@@ -319,7 +333,7 @@ def load(
     sources |= {name.replace("-", "_"): "command line" for name in given}
     try:
         retry = RetryPolicy(**file_retry)  # type: ignore[arg-type]
-        return Config(**merged, retry=retry)  # type: ignore[arg-type]
+        return Config(**merged, retry=retry, policy=policy)  # type: ignore[arg-type]
     except ConfigError as exc:
         setting = str(exc).split(":", 1)[0].split(" ", 1)[0]
         if setting in sources:

@@ -7,6 +7,8 @@ Expected failures are raised as a ``GatewayError`` carrying the ``Code`` the cal
     ├── NotFound             no such model or version
     ├── FailedPrecondition   e.g. no such signature in that version
     ├── ResourceExhausted    load shed, limits
+    ├── Unauthenticated      no credentials, or not valid ones: "missing", "invalid", "expired"
+    ├── PermissionDenied     the client may not call that method on that model
     ├── Unavailable          the backend cannot be reached (after retries)
     ├── DeadlineExceeded     the caller's deadline ran out inside tfgate
     ├── Unsupported          a dtype tfgate.v1.Tensor cannot carry (UNIMPLEMENTED)
@@ -73,6 +75,24 @@ class FailedPrecondition(GatewayError):
 
 class ResourceExhausted(GatewayError):
     code = Code.RESOURCE_EXHAUSTED
+
+
+class Unauthenticated(GatewayError):
+    """The caller could not be identified. The message is the reason alone, and never holds
+    what the caller presented."""
+
+    code = Code.UNAUTHENTICATED
+    REASONS: Final = ("missing", "invalid", "expired")
+
+    def __init__(self, reason: str) -> None:
+        if reason not in self.REASONS:
+            raise ValueError(f"not a reason to refuse credentials: {reason!r}")
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PermissionDenied(GatewayError):
+    code = Code.PERMISSION_DENIED
 
 
 class Unavailable(GatewayError):

@@ -2,22 +2,27 @@
 
 No transport here (no grpc, no HTTP): a front translates its protocol into a domain request
 (tfgate.domain) and a ``Call`` (tfgate.calls), calls ``Inference``, and translates the answer
-back. Validation, preprocessing (the request's plan, tfgate.plans.plan), the signature cache
-and the backend call (with its retries, budget, concurrency cap and deadline, behind
-tfgate.backends.base.Backend) happen here or below, once for all fronts.
+back. The gate (tfgate.policy.gate) admits each call first, whatever its method: who is calling,
+and whether they may call that method on that model. Validation, preprocessing (the request's
+plan, tfgate.plans.plan), the signature cache and the backend call (with its retries, budget,
+concurrency cap and deadline, behind tfgate.backends.base.Backend) happen here or below, once
+for all fronts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
-from tfgate import translate
+from tfgate import translate, wire
 from tfgate.backends.base import Backend
 from tfgate.calls import Call
 from tfgate.catalog import Catalog
 from tfgate.domain import Answer, Predict
-from tfgate.errors import BackendError, Code
+from tfgate.errors import BackendError, Code, InvalidArgument
 from tfgate.plans.plan import Plans, check_value_count
+from tfgate.policy.config import PolicyConfig
+from tfgate.policy.gate import Gate
 from tfgate.tfs.tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -26,16 +31,65 @@ from tfgate.v1 import inference_pb2
 
 # TF Serving's answers that mean the cached view of a model is out of date.
 _STALE: Final = frozenset({Code.NOT_FOUND, Code.FAILED_PRECONDITION})
+# The forwarded TF Serving method whose first field holds tasks, each naming its model.
+_MULTI_INFERENCE: Final = "/tensorflow.serving.PredictionService/MultiInference"
+# The method a client must be granted for TF Serving's own API (tfgate.policy.config.METHODS).
+TF_SERVING: Final = "tfserving"
+_OPEN: Final = Gate(PolicyConfig())
+
+
+def predict_method(call: Call) -> str:
+    """The method a Predict is granted as: TF Serving's REST predict is TF Serving's API."""
+    return TF_SERVING if call.front == "tfs-http" else "Predict"
+
+
+def _spec_names(spec: bytes | memoryview) -> list[str]:
+    return [
+        bytes(payload).decode("utf-8", "replace")
+        for number, payload in wire.fields(spec)
+        if number == 1 and payload is not None
+    ]
+
+
+def models_named(path: str, request: bytes) -> Sequence[str]:
+    """Every model name a serialized TF Serving request holds, as TF Serving would read it.
+
+    Its ModelSpec is field 1 (MultiInference: field 1 of each task in field 1). A field sent
+    twice is merged by protobuf, the last name winning: so every name found is returned, and a
+    caller cannot show the gate one model and TF Serving another. No name at all is [""].
+    Raises InvalidArgument when the bytes are not a message.
+    """
+    try:
+        specs = [p for n, p in wire.fields(request) if n == 1 and p is not None]
+        if path == _MULTI_INFERENCE:
+            specs = [p for task in specs for n, p in wire.fields(task) if n == 1 and p is not None]
+        names = [name for spec in specs for name in _spec_names(spec)]
+    except ValueError:
+        raise InvalidArgument(f"request: not a valid message for {path}") from None
+    return names or [""]
 
 
 class Inference:
-    def __init__(self, backend: Backend, catalog: Catalog, plans: Plans, max_elements: int) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        catalog: Catalog,
+        plans: Plans,
+        max_elements: int,
+        gate: Gate = _OPEN,
+    ) -> None:
         self.backend = backend
         self.catalog = catalog
         self.plans = plans
+        self.gate = gate
         self._max_elements = max_elements
 
+    async def admit(self, call: Call, method: str, model: str) -> None:
+        """Lets a front refuse a call before it reads its body; the core admits it again."""
+        await self.gate.admit(call, method, model)
+
     async def predict(self, request: Predict, call: Call) -> Answer:
+        await self.gate.admit(call, predict_method(call), request.model)
         sel = translate.selector(request.model, request.version, request.label)
         translate.check_names(request.signature, request.inputs, request.output_filter)
         meta = self.catalog.cached(sel) or await self.catalog.metadata(sel, call)
@@ -65,10 +119,13 @@ class Inference:
         self, model: str, version: int, label: str, call: Call
     ) -> inference_pb2.Model:
         """Every version's state, and the signatures of the version named (or the latest)."""
+        await self.gate.admit(call, "GetModel", model)
         sel = translate.selector(model, version, label)
         # The signatures first: an unknown model is then refused in the very words of Predict.
         meta = await self.catalog.metadata(sel, call)
-        status = await self.model_status(translate.Selector(sel.model), call)
+        status = await self.backend.get_model_status(
+            translate.status_request(translate.Selector(sel.model)), call
+        )
         view = translate.model_view(status, meta)
         self.plans.describe(meta, view)
         return view
@@ -77,13 +134,17 @@ class Inference:
         self, sel: translate.Selector, call: Call
     ) -> get_model_status_pb2.GetModelStatusResponse:
         """The state of the versions ``sel`` names (all of them, for the model alone)."""
+        await self.gate.admit(call, TF_SERVING, sel.model)
         return await self.backend.get_model_status(translate.status_request(sel), call)
 
     async def model_metadata(
         self, request: get_model_metadata_pb2.GetModelMetadataRequest, call: Call
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        await self.gate.admit(call, TF_SERVING, request.model_spec.name)
         return await self.backend.get_model_metadata(request, call)
 
     async def forward(self, path: str, request: bytes, call: Call) -> bytes:
         """A TF Serving method called as it is (TF Serving's own API through tfgate)."""
+        if self.gate.enabled:  # the bytes are read only for the gate
+            await self.gate.admit_all(call, TF_SERVING, models_named(path, request))
         return await self.backend.forward(path, request, call)

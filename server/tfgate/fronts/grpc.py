@@ -18,7 +18,7 @@ import grpc
 from google.protobuf.message import Message
 
 from tfgate import translate
-from tfgate.calls import Call, Record
+from tfgate.calls import NO_CREDENTIALS, Call, Credentials, Record
 from tfgate.domain import Predict
 from tfgate.errors import INTERNAL_MESSAGE, Code, GatewayError, ResourceExhausted, bounded
 from tfgate.fronts.v1 import parser, predict_of
@@ -39,12 +39,26 @@ Handler = Callable[[_Req, Call, Record], Awaitable[_Resp]]
 RawHandler = Callable[[bytes, Context], Awaitable[_Resp]]
 
 
+def credentials_of(context: Context) -> Credentials:
+    """The credentials in a call's metadata (``authorization``, ``x-api-key``), if any."""
+    authorization = api_key = ""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            authorization = value
+        elif key == "x-api-key" and isinstance(value, str):
+            api_key = value
+    if not authorization and not api_key:
+        return NO_CREDENTIALS
+    return Credentials(authorization, api_key)
+
+
 def call_of(context: Context, front: str, method: str, default_timeout: float) -> Call:
-    """The Call for a gRPC call: its deadline, else ``default_timeout`` from now; its peer."""
+    """The Call for a gRPC call: its deadline, else ``default_timeout`` from now; its peer and
+    credentials."""
     # grpc.aio answers None when the caller set no deadline, whatever its stubs say.
     remaining = cast(float | None, context.time_remaining())
     deadline = time.monotonic() + (default_timeout if remaining is None else remaining)
-    return Call(front, method, deadline, context.peer() or "")
+    return Call(front, method, deadline, context.peer() or "", credentials=credentials_of(context))
 
 
 @dataclass(frozen=True)

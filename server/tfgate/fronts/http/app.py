@@ -41,9 +41,12 @@ def _error(
 ) -> web.Response:
     if _tf_serving_route(request):
         http = status or tfserving_json.TFS_HTTP_STATUS[code.name]
-        return json_response(tfserving_json.error_body(bounded(message)), http)
-    body = v1_json.error_json(code, bounded(message))
-    return json_response(body, status or errors.HTTP_STATUS[code])
+        answer = json_response(tfserving_json.error_body(bounded(message)), http)
+    else:
+        body = v1_json.error_json(code, bounded(message))
+        answer = json_response(body, status or errors.HTTP_STATUS[code])
+    answer.headers.update(errors.HEADERS.get(code, {}))
+    return answer
 
 
 def _front(request: web.Request) -> str:

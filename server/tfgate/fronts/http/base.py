@@ -2,7 +2,8 @@
 
 The middleware (tfgate.fronts.http.app) opens a Record for every call before routing, with
 the front and a deadline ``default_timeout`` away; a route names its method with ``begin``,
-which takes the deadline from ``grpc-timeout`` when there is one, and reads its body with
+which takes the deadline from ``grpc-timeout`` when there is one and the credentials from
+``Authorization`` / ``X-API-Key``, and reads its body with
 ``read_body``, which refuses a body over the limit from its declared length before reading
 anything, and otherwise as soon as it passes the limit.
 """
@@ -17,7 +18,7 @@ from typing import Final, TypeVar
 
 from aiohttp import web
 
-from tfgate.calls import Call, Record, loggable
+from tfgate.calls import NO_CREDENTIALS, Call, Credentials, Record, loggable
 from tfgate.errors import Cancelled, DeadlineExceeded, InvalidArgument
 
 RECORD_KEY: Final = web.RequestKey("tfgate.record", Record)
@@ -63,7 +64,12 @@ def begin(request: web.Request, method: str, model: str) -> Record:
         deadline = time.monotonic() + timeout
     peer = request.remote or ""
     request_id = request.headers.get("x-request-id", "")
-    record.call = Call(opened.front, method, deadline, peer, request_id)
+    headers = request.headers
+    authorization, api_key = headers.get("Authorization", ""), headers.get("X-API-Key", "")
+    credentials = (
+        Credentials(authorization, api_key) if authorization or api_key else NO_CREDENTIALS
+    )
+    record.call = Call(opened.front, method, deadline, peer, request_id, credentials)
     return record
 
 

@@ -3,7 +3,8 @@
 tfgate.v1's routes answer the HTTP status google.rpc.Code documents for each code (the mapping
 grpc-gateway and Google's APIs use) with ``{"code": "NAME", "message": "..."}``. TF Serving's
 REST API keeps TF Serving's own table and body (tfgate.fronts.http.tfserving_json). Both tables
-are checked complete by tests/test_fronts_http_errors.py.
+are checked complete by tests/test_fronts_http_errors.py. UNAUTHENTICATED (401) and
+PERMISSION_DENIED (403) come from tfgate.policy.gate; a 401 carries ``WWW-Authenticate``.
 """
 
 from __future__ import annotations
@@ -39,4 +40,10 @@ CODE_OF_STATUS: Final[dict[int, Code]] = {
     404: Code.NOT_FOUND,
     405: Code.UNIMPLEMENTED,
     413: Code.RESOURCE_EXHAUSTED,
+}
+
+# Headers an answer with the code carries, on every route: a 401 names the scheme tfgate takes
+# (RFC 9110 section 11.6.1, RFC 6750 for Bearer).
+HEADERS: Final[dict[Code, dict[str, str]]] = {
+    Code.UNAUTHENTICATED: {"WWW-Authenticate": 'Bearer realm="tfgate"'},
 }

@@ -29,7 +29,7 @@ from tfgate.domain import Predict
 from tfgate.errors import InvalidArgument
 from tfgate.fronts.http import tfserving_examples, tfserving_json
 from tfgate.fronts.http.base import Converter, begin, json_response, read_body
-from tfgate.inference import Inference
+from tfgate.inference import TF_SERVING, Inference
 
 _INT64_MAX: Final = 2**63 - 1
 _PREDICT_PATH: Final = re.compile(
@@ -104,6 +104,7 @@ class TfServingRoutes:
                 verb = verb.lower()
                 record = begin(request, _NAMES[verb], model)
                 sel = _selector(model, version, label)
+                await self._inference.admit(record.call, TF_SERVING, sel.model)  # before the body
                 body = await read_body(request, self._limit)
                 if verb == "predict":
                     return json_response(await self._predict(sel, body, record.call, record))

@@ -62,6 +62,7 @@ class V1Routes:
 
     async def _predict(self, request: web.Request, fields: dict[str, str]) -> web.Response:
         record = begin(request, "Predict", fields["model"])
+        await self._inference.admit(record.call, "Predict", fields["model"])  # before the body
         body = await read_body(request, self._limit)
         model = fields["model"]
         data = await self._convert(lambda b: v1_json.predict_request(b, model), body, record.call)
