@@ -26,6 +26,7 @@ from jwt.algorithms import ECAlgorithm, HMACAlgorithm, RSAAlgorithm
 from tests.jwks_server import JwksServer
 from tfgate.config import ConfigError
 from tfgate.errors import Code, Unauthenticated
+from tfgate.policy.jwks_fetch import HttpFetch
 from tfgate.policy.jwt import JwtSettings, JwtVerifier
 
 ISSUER = "https://issuer.example"
@@ -463,3 +464,19 @@ async def test_an_error_answer_counts_as_a_failed_fetch(
     now[0] += 6
     assert await check.client_of(sign(claims(), keys.rsa_key, "RS256", "r1")) == "team-a"
     assert server.requests == 2
+
+
+@pytest.mark.asyncio
+async def test_the_http_fetch_bounds_the_body_and_hides_aiohttp(
+    keys: Keys, server: JwksServer
+) -> None:
+    server.keys = [keys.jwk("rsa", f"r{n}") for n in range(5)]
+    fetcher = HttpFetch(limit=1000)
+    try:
+        with pytest.raises(ValueError, match="more than 1000 bytes"):
+            await fetcher.fetch(server.url)
+        await server.stop()
+        with pytest.raises(ConnectionError):
+            await fetcher.fetch(server.url)
+    finally:
+        await fetcher.close()

@@ -6,9 +6,10 @@ header names. So an HS256 token is never checked with an RSA public key as the H
 confusion), and ``none`` is no algorithm here. HMAC secrets come from the JWKS file only: a key
 set fetched over the network holds public keys, and its ``oct`` entries are ignored.
 
-The URL's key set is fetched with aiohttp (with a timeout, off the call path once keys are
-known), kept for ``jwks_refresh`` seconds, and fetched again early when a token names a key id
-tfgate does not know, at most once per ``REFETCH_INTERVAL``. A failed fetch keeps the keys from
+The URL's key set is fetched by a ``JwksFetch`` (tfgate.policy.jwks_fetch: aiohttp, with a
+timeout; off the call path once keys are known), kept for ``jwks_refresh`` seconds, and fetched
+again early when a token names a key id tfgate does not know, at most once per
+``REFETCH_INTERVAL``. A failed fetch keeps the keys from
 before and is logged once per run of failures.
 
 A verified token is remembered, with its client, until its ``exp`` (plus the leeway), so a
@@ -30,14 +31,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
 import jwt
 import orjson
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from yarl import URL
 
 from tfgate.config import ConfigError
 from tfgate.errors import Unauthenticated
@@ -53,8 +53,6 @@ CACHE_SIZE: Final = 10_000
 # An unknown key id fetches the URL's key set again at most this often (seconds), so that a
 # flood of tokens with made-up key ids costs one fetch per interval, not one per call.
 REFETCH_INTERVAL: Final = 5.0
-FETCH_TIMEOUT: Final = 5.0
-MAX_JWKS_BYTES: Final = 1 << 20
 MAX_KEYS: Final = 100
 # Longer tokens are refused before parsing; a header carries them, and they stay in the cache.
 MAX_TOKEN: Final = 8192
@@ -233,7 +231,21 @@ class _Index:
 
 def _safe_url(url: str) -> str:
     """The URL for a log line: no user, password or query (they may carry credentials)."""
-    return str(URL(url).with_user(None).with_query(None).with_fragment(None))
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class JwksFetch(Protocol):
+    """Gets a JWKS document; tfgate.policy.jwks_fetch.HttpFetch does it with aiohttp."""
+
+    async def fetch(self, url: str) -> bytes:
+        """The body; ConnectionError, TimeoutError or ValueError when there is none to use."""
+
+    async def close(self) -> None: ...
 
 
 class JwtVerifier:
@@ -247,6 +259,7 @@ class JwtVerifier:
         monotonic: Callable[[], float] = time.monotonic,
         cache_size: int = CACHE_SIZE,
         refetch_interval: float = REFETCH_INTERVAL,
+        fetch: JwksFetch | None = None,
     ) -> None:
         self.settings = settings
         self._wall = wall
@@ -259,7 +272,12 @@ class JwtVerifier:
         self._url_keys: list[_Key] = []
         self._index = _Index(self._file_keys)
         self._cache: OrderedDict[str, tuple[str, float]] = OrderedDict()
-        self._session: aiohttp.ClientSession | None = None
+        if fetch is None and settings.jwks_url:
+            # Imported here: aiohttp is loaded only when a URL is configured.
+            from tfgate.policy.jwks_fetch import HttpFetch
+
+            fetch = HttpFetch()
+        self._fetcher = fetch
         self._fetch: asyncio.Task[None] | None = None
         self._fetched = False  # the URL's key set has been read at least once
         self._next_refresh = -math.inf
@@ -279,9 +297,8 @@ class JwtVerifier:
         if self._fetch is not None:
             self._fetch.cancel()
             await asyncio.gather(self._fetch, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._fetcher is not None:
+            await self._fetcher.close()
 
     async def client_of(self, token: str) -> str:
         """The client named by ``token``'s client claim, once its signature and claims hold."""
@@ -369,9 +386,10 @@ class JwtVerifier:
         url = self.settings.jwks_url
         self._last_attempt = self._monotonic()
         try:
-            data = await self._download(url)
+            assert self._fetcher is not None  # made in __init__ whenever there is a URL
+            data = orjson.loads(await self._fetcher.fetch(url))
             keys, refused = parse_jwks(data, self.settings.algorithms, secrets=False, strict=False)
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
             # _KeyRefused and JSON errors are ValueErrors; none of them quotes key material.
             self._next_refresh = self._monotonic() + self._refetch_interval
             if not self._failing:
@@ -400,18 +418,3 @@ class JwtVerifier:
             self._url_keys = keys
             self._index = _Index([*self._file_keys, *keys])
             self._cache.clear()
-
-    async def _download(self, url: str) -> object:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT)
-            )
-        async with self._session.get(url) as response:
-            if response.status != 200:
-                raise ValueError(f"HTTP {response.status}")
-            body = bytearray()
-            async for chunk in response.content.iter_chunked(64 * 1024):
-                body += chunk
-                if len(body) > MAX_JWKS_BYTES:
-                    raise ValueError(f"more than {MAX_JWKS_BYTES} bytes")
-        return orjson.loads(body)
