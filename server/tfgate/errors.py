@@ -13,6 +13,7 @@ Expected failures are raised as a ``GatewayError`` carrying the ``Code`` the cal
     ├── DeadlineExceeded     the caller's deadline ran out inside tfgate
     ├── Unsupported          a dtype tfgate.v1.Tensor cannot carry (UNIMPLEMENTED)
     ├── Cancelled            the caller went away (an HTTP connection closed mid-call)
+    ├── Unauthenticated      no credentials or refused ones: "missing", "invalid", "expired"
     ├── BadBackendAnswer     TF Serving's answer does not add up (INTERNAL)
     └── BackendError         a status TF Serving returned, mapped through BACKEND_CODES
 

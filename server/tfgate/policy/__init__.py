@@ -1,2 +1,2 @@
-"""Who may call what: API keys (keys), clients' rights (clients), the gate every call passes
-(gate) and their settings (config)."""
+"""Who may call what: API keys (keys), JSON Web Tokens (jwt), clients' rights (clients), the
+gate every call passes (gate) and their settings (config)."""
