@@ -188,6 +188,25 @@ async def test_a_malformed_predict_answer_is_a_specific_internal_error(
     await still_serving(gw)
 
 
+async def refused_on_every_front(
+    fake: FakeTFServing, gw: Running, answer: bytes, *needles: str
+) -> int:
+    """Sends ``answer`` to each front's call: each is INTERNAL at once, its message holding every
+    needle. Returns the peak of what Python allocated meanwhile (tracemalloc), in bytes."""
+    tracemalloc.start()
+    try:
+        for front in FRONTS.values():
+            fake.answer_next("Predict", answer)
+            started = time.monotonic()
+            code, message = await front(gw)
+            assert time.monotonic() - started < 1.0
+            assert code == "INTERNAL", message
+            assert all(needle in message for needle in needles), message
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 async def test_an_answer_declaring_30_million_values_from_one_is_refused_at_once(
     stack: tuple[FakeTFServing, Running],
 ) -> None:
@@ -197,18 +216,7 @@ async def test_an_answer_declaring_30_million_values_from_one_is_refused_at_once
     assert len(answer) < 30
     await still_serving(gw)  # warm: the signature is cached, the channels are up
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    tracemalloc.start()
-    try:
-        for front in FRONTS.values():
-            fake.answer_next("Predict", answer)
-            started = time.monotonic()
-            code, message = await front(gw)
-            assert time.monotonic() - started < 1.0
-            assert code == "INTERNAL", message
-            assert "output 'y'" in message and "max_tensor_elements" in message, message
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = await refused_on_every_front(fake, gw, answer, "output 'y'", "max_tensor_elements")
     assert peak < 8 * 1024 * 1024  # the expanded answer alone would be 120 MB
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 60 * 1024
 
@@ -223,18 +231,9 @@ async def test_an_answer_within_max_tensor_elements_expands_from_one_value_only_
     answer = predict_pb2.PredictResponse(outputs={"y": y}).SerializeToString()
     assert len(answer) < 30
     await still_serving(gw)
-    tracemalloc.start()
-    try:
-        for front in FRONTS.values():
-            fake.answer_next("Predict", answer)
-            started = time.monotonic()
-            code, message = await front(gw)
-            assert time.monotonic() - started < 1.0
-            assert code == "INTERNAL", message
-            assert "output 'y'" in message and "carries 1 value for its 16000000" in message
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = await refused_on_every_front(
+        fake, gw, answer, "output 'y'", "carries 1 value for its 16000000"
+    )
     assert peak < 8 * 1024 * 1024
     # Up to the bound, an output carrying fewer values is read as TensorFlow reads it.
     small = tensor(types_pb2.DT_FLOAT, [1000], float_val=[1.0, 2.0])
