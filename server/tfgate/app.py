@@ -6,6 +6,9 @@ while it drains: health answers ``NOT_SERVING``, new calls to tfgate's services 
 ``UNAVAILABLE`` (tfgate.fronts.drain), and the calls in flight get the grace period; those still
 running then are cancelled together, reported in one log line, and only then does the server
 stop.
+
+With ``tls_cert`` set, both listeners speak TLS only (tfgate.tls); their certificates are
+re-read when the files change and on SIGHUP (``Gateway.reload``), without a restart.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from tfgate.fronts.grpc import SERVICE_NAME, InferenceServicer, Limits
 from tfgate.fronts.passthrough import PassThrough
 from tfgate.inference import Inference
 from tfgate.plans.plan import Plans
+from tfgate.tls import Certificates
 from tfgate.translate import Selector
 
 if TYPE_CHECKING:
@@ -105,6 +109,8 @@ class Gateway:
 
     def __init__(self, config: Config, plans: Plans | None = None) -> None:
         self.config = config
+        # Read (and checked) before anything opens: a bad certificate stops tfgate at once.
+        self.certificates = Certificates(config) if config.tls_cert else None
         self.upstream = Upstream(config)
         self.catalog = Catalog(self.upstream.get_model_metadata, config.metadata_ttl)
         self.inference = Inference(
@@ -148,7 +154,11 @@ class Gateway:
             await self.upstream.close()
             raise
         try:
-            self.port = self._server.add_insecure_port(self.config.listen)
+            if self.certificates is not None:
+                credentials = self.certificates.grpc_credentials()
+                self.port = self._server.add_secure_port(self.config.listen, credentials)
+            else:
+                self.port = self._server.add_insecure_port(self.config.listen)
         except RuntimeError:  # grpc's "Failed to bind to address ..."
             self.port = 0
         if not self.port:
@@ -161,7 +171,8 @@ class Gateway:
         if self.config.http_listen:
             from tfgate.fronts.http.app import HttpFront  # aiohttp: only when HTTP is on
 
-            self.http = HttpFront(self.inference, self.config, self.ready)
+            context = None if self.certificates is None else self.certificates.http_context()
+            self.http = HttpFront(self.inference, self.config, self.ready, context)
             try:
                 self.http_port = await self.http.start()
             except BaseException as exc:
@@ -174,7 +185,14 @@ class Gateway:
                     ) from None
                 raise
         self._monitor = asyncio.create_task(self._watch_backend())
+        if self.certificates is not None:
+            self.certificates.start_watching()
         return self.port
+
+    def reload(self) -> None:
+        """Re-reads what may change without a restart (SIGHUP): the TLS certificates."""
+        if self.certificates is not None:
+            self.certificates.reload()
 
     def ready(self) -> bool:
         """Whether tfgate should get traffic: TF Serving answers and no shutdown has begun."""
@@ -216,6 +234,8 @@ class Gateway:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
+        if self.certificates is not None:
+            await self.certificates.stop_watching()
         grace = self.config.grace_period if grace is None else grace
         stops = [self._stop_grpc(grace)]
         if self.http is not None:
@@ -249,6 +269,7 @@ async def serve(config: Config, plans: Plans | None = None) -> int:
         loop.add_signal_handler(sig, stopping.set)
     gateway = Gateway(config, plans)
     port = await gateway.start()
+    loop.add_signal_handler(signal.SIGHUP, gateway.reload)
     host = config.listen.rsplit(":", 1)[0]
     print(f"tfgate listening on {host}:{port} (backend {config.backend})", flush=True)
     if gateway.http is not None:
