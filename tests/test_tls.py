@@ -24,7 +24,7 @@ from tests.certs import SERVER_SANS, Authority, Leaf, authority
 from tests.conftest import Running, StartGateway
 from tests.fake_tfserving import FakeTFServing
 from tests.test_grpcurl import grpcurl_binary
-from tfgate import app, tls
+from tfgate import app, cli, tls
 from tfgate.config import Config, ConfigError, load
 from tfgate.healthcheck import ClientTls, check_health
 from tfgate.v1 import inference_pb2, inference_pb2_grpc
@@ -555,3 +555,44 @@ async def test_tls_to_tf_serving_fails_naming_the_backend(
     details = info.value.details() or ""
     assert tls_backend.target in details and "TLS handshake" in details, details
     assert tls_backend.calls["Predict"] == 0
+
+
+# -- the documented example -------------------------------------------------------------------
+
+
+def _security_md_commands() -> str:
+    text = (Path(__file__).parent.parent / "docs" / "security.md").read_text(encoding="utf-8")
+    section = text.split("### A worked example with openssl", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.asyncio
+async def test_security_md_example_works(
+    tmp_path: Path, backend: FakeTFServing, start_gateway: StartGateway
+) -> None:
+    status, out = await run("bash", "-euc", f"cd {tmp_path}\n{_security_md_commands()}")
+    assert status == 0, out
+    gw = await tls_gateway(
+        start_gateway,
+        backend,
+        tmp_path / "tls.crt",
+        tmp_path / "tls.key",
+        tls_client_ca=str(tmp_path / "ca.pem"),
+    )
+    client = Leaf(tmp_path / "client.crt", tmp_path / "client.key")
+    status, out = await curl(
+        "--cacert", str(tmp_path / "ca.pem"), "--cert", str(client.cert), "--key",
+        str(client.key), "-d", '{"instances": [1.0, 4.0]}',
+        f"https://localhost:{gw.gateway.http_port}/v1/models/half_plus_two:predict",
+    )  # fmt: skip
+    assert status == 0 and "3.5" in out, out
+    status, out = await curl(f"http://127.0.0.1:{gw.gateway.http_port}/healthz")
+    assert status == 52 and "Empty reply" in out, out  # as security.md says
+    target = f"127.0.0.1:{gw.gateway.port}"
+    tls_flags = ["--tls-ca", str(tmp_path / "ca.pem")]
+    mutual = [*tls_flags, "--tls-cert", str(client.cert), "--tls-key", str(client.key)]
+    assert await asyncio.to_thread(cli.main, ["healthcheck", "--target", target, *mutual]) == 0
+    assert await asyncio.to_thread(cli.main, ["healthcheck", "--target", target, *tls_flags]) == 1
+    with pytest.raises(SystemExit) as info:
+        cli.main(["healthcheck", "--target", target, "--tls-cert", str(client.cert)])
+    assert info.value.code == 2
