@@ -596,3 +596,31 @@ async def test_security_md_example_works(
     with pytest.raises(SystemExit) as info:
         cli.main(["healthcheck", "--target", target, "--tls-cert", str(client.cert)])
     assert info.value.code == 2
+
+
+@pytest.mark.asyncio
+async def test_replaced_client_ca_applies_to_new_connections(
+    pki: Pki, tmp_path: Path, backend: FakeTFServing, start_gateway: StartGateway
+) -> None:
+    cert, key = served_files(pki, tmp_path)
+    client_ca = tmp_path / "clients.pem"
+    shutil.copy(pki.ca.cert, client_ca)
+    gw = await tls_gateway(
+        start_gateway, backend, cert, key, tls_client_ca=str(client_ca), tls_reload_interval=3600
+    )
+    shutil.copy(pki.other_ca.cert, client_ca)  # the old CA is no longer trusted for callers
+    assert gw.gateway.certificates is not None and gw.gateway.certificates.reload()
+    url = f"https://localhost:{gw.gateway.http_port}/healthz"
+    for client, accepted in ((pki.client, False), (pki.client_other, True)):
+        status, out = await curl(
+            "--cacert", str(pki.ca.cert), "--cert", str(client.cert), "--key", str(client.key), url
+        )
+        assert (status == 0 and out == '{"status":"ok"}') is accepted, out
+        channel = secure(gw.gateway.port, pki.ca.cert, client)
+        try:
+            if accepted:
+                assert await predict(channel) == EXPECTED
+            else:
+                await refused(channel)
+        finally:
+            await channel.close()

@@ -7,7 +7,7 @@ with Python's ``ssl`` (each file parses, the key fits the certificate) before it
 set that does not pass is refused with one log line while the old one stays. Neither listener
 restarts, so no call is dropped: the gRPC listener's credentials ask ``Certificates`` for the
 current set at each new handshake (``grpc.dynamic_ssl_server_credentials``), and the HTTP
-listener's ``ssl.SSLContext`` is loaded again in place, which new handshakes then use.
+listener's ``ssl.SSLContext`` hands each new handshake the context of the current set.
 Connections already open keep the certificate they were made with.
 
 A client CA makes mutual TLS required on both listeners. The client certificate's identity is
@@ -100,7 +100,8 @@ class Certificates:
         self.mutual = bool(config.tls_client_ca)
         self.current = _read(self._files)
         self.generation = 0
-        self._contexts: list[ssl.SSLContext] = []
+        # The HTTP listener's context for new handshakes; built again on each reload.
+        self._http: ssl.SSLContext | None = None
         self._refused: tuple[tuple[int, int, int], ...] | None = None
         self._watch: asyncio.Task[None] | None = None
 
@@ -116,9 +117,9 @@ class Certificates:
             material = _read(self._files)
         except (ConfigError, OSError) as exc:
             return self._refuse(str(exc), stamp)
-        for context in self._contexts:
+        if self._http is not None:
             try:
-                _load_into(context, self._files)
+                self._http = self._new_http_context()
             except (ssl.SSLError, OSError) as exc:  # changed again between the two reads
                 return self._refuse(_reason(exc), stamp)
         self.current = material
@@ -161,13 +162,29 @@ class Certificates:
         )
 
     def http_context(self) -> ssl.SSLContext:
-        """An SSLContext for the HTTP listener that ``reload`` loads again in place."""
+        """An SSLContext for the HTTP listener that follows ``reload``.
+
+        The listener keeps this one object; at each handshake its server-name callback hands
+        the connection the context of the current set, so that a new certificate and a new
+        client CA bundle (CAs removed as well as added) apply to new connections.
+        """
+        self._http = self._new_http_context()
+        listener = self._new_http_context()
+
+        def current(connection: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> None:
+            if self._http is not None:
+                connection.context = self._http
+
+        listener.sni_callback = current
+        return listener
+
+    def _new_http_context(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        _load_into(context, self._files)
-        if self.mutual:
+        context.load_cert_chain(self._files.cert, self._files.key)
+        if self._files.client_ca:
+            context.load_verify_locations(cafile=self._files.client_ca)
             context.verify_mode = ssl.CERT_REQUIRED
-        self._contexts.append(context)
         return context
 
     def start_watching(self) -> None:
@@ -186,12 +203,6 @@ class Certificates:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
             self._watch = None
-
-
-def _load_into(context: ssl.SSLContext, files: _Files) -> None:
-    context.load_cert_chain(files.cert, files.key)
-    if files.client_ca:
-        context.load_verify_locations(cafile=files.client_ca)
 
 
 def channel_credentials(config: Config) -> grpc.ChannelCredentials:
