@@ -238,10 +238,15 @@ class FakeTFServing(
         self.port = 0
 
     # -- lifecycle -------------------------------------------------------------------------
-    async def start(self, port: int = 0) -> int:
+    async def start(self, port: int = 0, credentials: grpc.ServerCredentials | None = None) -> int:
+        """Serves on 127.0.0.1:``port``; TLS with ``credentials``, else plain text."""
         self.server = grpc.aio.server()
         _register(self.server, self)
-        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
+        address = f"127.0.0.1:{port}"
+        if credentials is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, credentials)
         await self.server.start()
         return self.port
 

@@ -26,8 +26,9 @@ from jwt.algorithms import ECAlgorithm, HMACAlgorithm, RSAAlgorithm
 from tests.jwks_server import JwksServer
 from tfgate.config import ConfigError
 from tfgate.errors import Code, Unauthenticated
+from tfgate.policy.config import JwtSettings, PolicyError
 from tfgate.policy.jwks_fetch import HttpFetch
-from tfgate.policy.jwt import JwtSettings, JwtVerifier
+from tfgate.policy.jwt import JwtVerifier
 
 ISSUER = "https://issuer.example"
 AUDIENCE = "tfgate"
@@ -52,14 +53,18 @@ class Keys:
         return {**out, "kid": kid}
 
 
-@pytest.fixture(scope="module")
-def keys() -> Keys:
+def make_keys() -> Keys:
     return Keys(
         rsa_key=rsa.generate_private_key(65537, 2048),
         rsa_other=rsa.generate_private_key(65537, 2048),
         ec_key=ec.generate_private_key(ec.SECP256R1()),
         secret=os.urandom(32),
     )
+
+
+@pytest.fixture(scope="module")
+def keys() -> Keys:
+    return make_keys()
 
 
 def claims(**changes: Any) -> dict[str, Any]:
@@ -132,7 +137,7 @@ async def refused(check: JwtVerifier, token: str) -> str:
     ],
 )
 def test_bad_settings_name_the_setting(settings: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(PolicyError, match=message):
         JwtSettings(**settings)
 
 

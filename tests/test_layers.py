@@ -71,6 +71,7 @@ def test_only_fronts_and_the_upstream_client_import_a_transport() -> None:
         for path in SERVER.rglob("*.py")
         if _imports(path) & set(TRANSPORTS)
     )
+    # tls.py: the listeners' credentials and the peer's certificate, at the edge like the fronts.
     allowed = (
         "fronts/",
         "backends/upstream.py",
@@ -78,5 +79,6 @@ def test_only_fronts_and_the_upstream_client_import_a_transport() -> None:
         "policy/jwks_fetch.py",  # the JWT verifier's JWKS URL, loaded only when one is set
         "app.py",
         "healthcheck.py",
+        "tls.py",
     )
     assert speaking and all(p.startswith(allowed) for p in speaking), speaking

@@ -6,6 +6,9 @@ while it drains: health answers ``NOT_SERVING``, new calls to tfgate's services 
 ``UNAVAILABLE`` (tfgate.fronts.drain), and the calls in flight get the grace period; those still
 running then are cancelled together, reported in one log line, and only then does the server
 stop.
+
+With ``tls_cert`` set, both listeners speak TLS only (tfgate.tls); their certificates are
+re-read when the files change and on SIGHUP (``Gateway.reload``), without a restart.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from tfgate.fronts.passthrough import PassThrough
 from tfgate.inference import Inference
 from tfgate.plans.plan import Plans
 from tfgate.policy.gate import Gate
+from tfgate.tls import Certificates
 from tfgate.translate import Selector
 
 if TYPE_CHECKING:
@@ -107,6 +111,8 @@ class Gateway:
     def __init__(self, config: Config, plans: Plans | None = None) -> None:
         self.config = config
         gate = Gate.from_config(config.policy)  # its keys file first: it may be refused
+        # Read (and checked) before anything opens: a bad certificate stops tfgate at once.
+        self.certificates = Certificates(config) if config.tls_cert else None
         self.upstream = Upstream(config)
         self.catalog = Catalog(self.upstream.get_model_metadata, config.metadata_ttl)
         self.inference = Inference(
@@ -131,7 +137,10 @@ class Gateway:
             await self.upstream.close()
             raise
         limits = Limits(
-            self.config.default_timeout, self.config.max_message_bytes, lambda: self._stopping
+            self.config.default_timeout,
+            self.config.max_message_bytes,
+            lambda: self._stopping,
+            peer_identity=self.config.policy.tls_identity,
         )
         service = InferenceServicer(self.inference, limits)
         self._server.add_generic_rpc_handlers((self.drain.wrap("grpc", service.handler()),))
@@ -144,26 +153,14 @@ class Gateway:
             names += passthrough.METHODS
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(names, self._server)
-        try:
-            _check_free(self.config.listen, "listen")  # before grpc, which logs its own line
-        except ListenError:
-            await self.upstream.close()
-            raise
-        try:
-            self.port = self._server.add_insecure_port(self.config.listen)
-        except RuntimeError:  # grpc's "Failed to bind to address ..."
-            self.port = 0
-        if not self.port:
-            await self.upstream.close()
-            raise ListenError(
-                f"cannot listen on {self.config.listen} (listen): address in use or not local"
-            )
+        await self._listen_grpc()
         await self._set_health(False)
         await self._server.start()
         if self.config.http_listen:
             from tfgate.fronts.http.app import HttpFront  # aiohttp: only when HTTP is on
 
-            self.http = HttpFront(self.inference, self.config, self.ready)
+            context = None if self.certificates is None else self.certificates.http_context()
+            self.http = HttpFront(self.inference, self.config, self.ready, context)
             try:
                 self.http_port = await self.http.start()
             except BaseException as exc:
@@ -175,8 +172,37 @@ class Gateway:
                         f"cannot listen on {self.config.http_listen} (http_listen): {reason or exc}"
                     ) from None
                 raise
+        await self.inference.gate.start()  # a JWKS URL's keys, before the first token comes
         self._monitor = asyncio.create_task(self._watch_backend())
+        if self.certificates is not None:
+            self.certificates.start_watching()
         return self.port
+
+    async def _listen_grpc(self) -> None:
+        """Binds the gRPC listener (TLS when a certificate is set); ListenError if it cannot."""
+        try:
+            _check_free(self.config.listen, "listen")  # before grpc, which logs its own line
+        except ListenError:
+            await self.upstream.close()
+            raise
+        try:
+            if self.certificates is not None:
+                credentials = self.certificates.grpc_credentials()
+                self.port = self._server.add_secure_port(self.config.listen, credentials)
+            else:
+                self.port = self._server.add_insecure_port(self.config.listen)
+        except RuntimeError:  # grpc's "Failed to bind to address ..."
+            self.port = 0
+        if not self.port:
+            await self.upstream.close()
+            raise ListenError(
+                f"cannot listen on {self.config.listen} (listen): address in use or not local"
+            )
+
+    def reload(self) -> None:
+        """Re-reads what may change without a restart (SIGHUP): the TLS certificates."""
+        if self.certificates is not None:
+            self.certificates.reload()
 
     def ready(self) -> bool:
         """Whether tfgate should get traffic: TF Serving answers and no shutdown has begun."""
@@ -218,11 +244,14 @@ class Gateway:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
+        if self.certificates is not None:
+            await self.certificates.stop_watching()
         grace = self.config.grace_period if grace is None else grace
         stops = [self._stop_grpc(grace)]
         if self.http is not None:
             stops.append(self._stop_http(self.http, grace))
         await asyncio.gather(*stops)
+        await self.inference.gate.close()
         await self.upstream.close()
 
     async def _stop_grpc(self, grace: float) -> None:
@@ -251,6 +280,7 @@ async def serve(config: Config, plans: Plans | None = None) -> int:
         loop.add_signal_handler(sig, stopping.set)
     gateway = Gateway(config, plans)
     port = await gateway.start()
+    loop.add_signal_handler(signal.SIGHUP, gateway.reload)
     host = config.listen.rsplit(":", 1)[0]
     print(f"tfgate listening on {host}:{port} (backend {config.backend})", flush=True)
     if gateway.http is not None:

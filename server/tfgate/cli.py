@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tfgate.healthcheck import ClientTls
     from tfgate.plans.plan import Plans
 
 
@@ -39,6 +40,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     serve.add_argument("--grace-period", type=float, help="seconds in-flight calls get on SIGTERM")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    serve.add_argument("--tls-cert", help="PEM certificate: both listeners serve TLS only")
+    serve.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    serve.add_argument(
+        "--tls-client-ca", help="PEM CA bundle: callers need a certificate it signed (mTLS)"
+    )
 
 
 def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -68,6 +74,50 @@ def _plans(path: str | None, file_data: Mapping[str, Any]) -> Plans:
     return Plans(pipeline_config.load(path, file_data))
 
 
+def _client_tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ClientTls | None:
+    """healthcheck's --tls-* flags, or None for plain text."""
+    from tfgate.healthcheck import ClientTls
+
+    if not (args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name):
+        return None
+    if not args.tls_ca:
+        parser.error("--tls-cert, --tls-key and --tls-server-name need --tls-ca")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key: give both or neither")
+    return ClientTls(
+        args.tls_ca, args.tls_cert or "", args.tls_key or "", args.tls_server_name or ""
+    )
+
+
+def _healthcheck_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = sub.add_parser(
+        "healthcheck",
+        help="exit 0 if a tfgate answers SERVING",
+        description=(
+            "Ask a running tfgate for its grpc.health.v1 status; print one line saying what it "
+            "answered (or what failed) and exit 0 for SERVING, 1 otherwise."
+        ),
+    )
+    check.add_argument(
+        "--target", default="127.0.0.1:8080", help="tfgate's gRPC HOST:PORT (default %(default)s)"
+    )
+    check.add_argument(
+        "--timeout", type=float, default=2.0, help="seconds to wait for the answer (default 2)"
+    )
+    check.add_argument(
+        "--service",
+        default="",
+        help='the service to ask about: "" for tfgate as a whole (default), '
+        '"tfgate.v1.InferenceService", or "model:NAME" for a model in health_models',
+    )
+    check.add_argument("--tls-ca", help="PEM CA bundle: reach a tfgate serving TLS")
+    check.add_argument("--tls-cert", help="PEM client certificate, for a tfgate requiring mTLS")
+    check.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    check.add_argument(
+        "--tls-server-name", help="the name in tfgate's certificate, if not the target's host"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
     if args_in[:1] == ["model-server"]:
@@ -92,26 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     sub.add_parser("model-server", help="run the local TF-Serving-compatible model server")
-    check = sub.add_parser(
-        "healthcheck",
-        help="exit 0 if a tfgate answers SERVING",
-        description=(
-            "Ask a running tfgate for its grpc.health.v1 status; print one line saying what it "
-            "answered (or what failed) and exit 0 for SERVING, 1 otherwise."
-        ),
-    )
-    check.add_argument(
-        "--target", default="127.0.0.1:8080", help="tfgate's gRPC HOST:PORT (default %(default)s)"
-    )
-    check.add_argument(
-        "--timeout", type=float, default=2.0, help="seconds to wait for the answer (default 2)"
-    )
-    check.add_argument(
-        "--service",
-        default="",
-        help='the service to ask about: "" for tfgate as a whole (default), '
-        '"tfgate.v1.InferenceService", or "model:NAME" for a model in health_models',
-    )
+    _healthcheck_parser(sub)
     sub.add_parser(
         "hash-key",
         help="print the SHA-256 digest of an API key read from stdin, for the keys file",
@@ -135,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "healthcheck":
         from tfgate.healthcheck import check_health
 
-        healthy, line = check_health(args.target, args.timeout, args.service)
+        tls = _client_tls(parser, args)
+        healthy, line = check_health(args.target, args.timeout, args.service, tls)
         print(line, file=sys.stdout if healthy else sys.stderr)
         return 0 if healthy else 1
 
@@ -157,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "grace_period": args.grace_period,
                 "wait_for_backend": args.wait_for_backend,
                 "log_level": args.log_level,
+                "tls_cert": args.tls_cert,
+                "tls_key": args.tls_key,
+                "tls_client_ca": args.tls_client_ca,
             },
             os.environ,
             path,

@@ -12,6 +12,10 @@ The TOML file holds the server settings at top level and the retry policy in ``[
     max_attempts = 4
 
 and who may call what in ``[auth]`` and ``[clients.NAME]`` (tfgate.policy.config).
+
+TLS settings may sit at top level under their full names (``tls_cert``, ``backend_tls_ca``) or
+in a ``[tls]`` table without the prefix (``cert``, ``key``, ``client_ca``, ``reload_interval``,
+``backend_ca``, ``backend_cert``, ``backend_key``, ``backend_server_name``).
 """
 
 from __future__ import annotations
@@ -142,6 +146,19 @@ class Config:
     # "auto": uvloop when installed (it cuts grpc.aio's own cost per call), else asyncio's loop.
     event_loop: str = "auto"
     log_level: str = "INFO"
+    # TLS on both listeners (tfgate.tls): PEM files of the certificate (chain) and its key; with
+    # a client CA bundle, callers must present a certificate it signed (mutual TLS).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    # Seconds between checks of those files for a new certificate (SIGHUP checks at once).
+    tls_reload_interval: float = 5.0
+    # TLS to TF Serving: on when a CA bundle is set; tfgate's own client certificate and key,
+    # and the name expected in TF Serving's certificate when it is not the backend's host.
+    backend_tls_ca: str = ""
+    backend_tls_cert: str = ""
+    backend_tls_key: str = ""
+    backend_tls_server_name: str = ""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # Who may call what: the file's [auth] and [clients.NAME] tables (tfgate.policy.config).
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -192,6 +209,7 @@ class Config:
             )
         if any(not m for m in self.health_models):
             raise ConfigError("health_models: a model name is empty")
+        _check_tls(self)
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(
                 f"log_level: expected DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}"
@@ -201,6 +219,64 @@ class Config:
     def backends(self) -> tuple[str, ...]:
         """The replicas named in ``backend`` (one item for a dns:/// target)."""
         return tuple(part.strip() for part in self.backend.split(",") if part.strip())
+
+
+def _check_tls(config: Config) -> None:
+    for name in (
+        "tls_cert",
+        "tls_key",
+        "tls_client_ca",
+        "backend_tls_ca",
+        "backend_tls_cert",
+        "backend_tls_key",
+    ):
+        path = getattr(config, name)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{name}: no such file: {path!r}")
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise ConfigError("tls_cert and tls_key: set both or neither")
+    if config.tls_client_ca and not config.tls_cert:
+        raise ConfigError("tls_client_ca: mutual TLS needs tls_cert and tls_key as well")
+    if config.policy.tls_identity and not config.tls_client_ca:
+        raise ConfigError(
+            "auth.tls_identity: needs tls_client_ca (mutual TLS), so that callers present a "
+            "certificate it verified"
+        )
+    if config.tls_reload_interval <= 0:
+        raise ConfigError(
+            f"tls_reload_interval: must be positive, got {config.tls_reload_interval}"
+        )
+    if bool(config.backend_tls_cert) != bool(config.backend_tls_key):
+        raise ConfigError("backend_tls_cert and backend_tls_key: set both or neither")
+    if not config.backend_tls_ca:
+        for name in ("backend_tls_cert", "backend_tls_server_name"):
+            if getattr(config, name):
+                raise ConfigError(f"{name}: TLS to TF Serving needs backend_tls_ca as well")
+
+
+# The [tls] table's keys, and the settings they stand for.
+_TLS_TABLE: Final = {
+    "cert": "tls_cert",
+    "key": "tls_key",
+    "client_ca": "tls_client_ca",
+    "reload_interval": "tls_reload_interval",
+    "backend_ca": "backend_tls_ca",
+    "backend_cert": "backend_tls_cert",
+    "backend_key": "backend_tls_key",
+    "backend_server_name": "backend_tls_server_name",
+}
+
+
+def _tls_table(table: object, path: str) -> dict[str, object]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: [tls] must be a table")
+    out: dict[str, object] = {}
+    for key, value in table.items():
+        name = _TLS_TABLE.get(key.replace("-", "_"))
+        if name is None:
+            raise ConfigError(f"tls.{key} (from config file {path}): unknown setting")
+        out[name] = value
+    return out
 
 
 def _coerce(name: str, kind: Any, raw: object, source: str) -> object:
@@ -312,6 +388,12 @@ def load(
             policy = policy_of(data.pop("auth", {}), data.pop("clients", {}))
         except PolicyError as exc:
             raise ConfigError(f"{exc} (from config file {path})") from None
+        for name, value in _tls_table(data.pop("tls", {}), path).items():
+            if name in data:
+                raise ConfigError(
+                    f"config file {path}: {name} is set both at top level and in [tls]"
+                )
+            data[name] = value
         file_top = _settings(Config, data, f"config file {path}")
         file_retry = _settings(RetryPolicy, retry_table, f"config file {path}", "retry.")
 

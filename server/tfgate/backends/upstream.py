@@ -19,6 +19,10 @@ flight), and only those are retried.
 Replicas: ``backend`` may list several TF Serving replicas, each with its own channel; calls
 go round-robin over those not known to be down, and a retry goes to the next replica. A
 ``dns:///`` target is one channel whose addresses grpc balances round-robin.
+
+With ``backend_tls_ca`` set, every channel is TLS (tfgate.tls.channel_credentials); a
+handshake that fails (wrong CA, wrong name) leaves the channel unconnected, so calls wait for it
+like for a TF Serving that is down and then fail with UNAVAILABLE naming the backend.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any, Final, TypeVar
 import grpc
 from google.protobuf.message import DecodeError, Message
 
+from tfgate import tls
 from tfgate.backends.admission import Limiter
 from tfgate.backends.budget import budget_for
 from tfgate.calls import Call
@@ -93,13 +98,21 @@ def channel_options(config: Config) -> list[tuple[str, Any]]:
     ]
     if config.backend.startswith("dns:"):
         options.append(("grpc.lb_policy_name", "round_robin"))
-    return options
+    return options + tls.channel_options(config)
 
 
 class Replica:
-    def __init__(self, target: str, options: list[tuple[str, Any]]) -> None:
+    def __init__(
+        self,
+        target: str,
+        options: list[tuple[str, Any]],
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
         self.target = target
-        self.channel = grpc.aio.insecure_channel(target, options=options)
+        if credentials is None:
+            self.channel = grpc.aio.insecure_channel(target, options=options)
+        else:
+            self.channel = grpc.aio.secure_channel(target, credentials, options=options)
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
         self._raw: dict[str, grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = {}
@@ -149,9 +162,16 @@ class Upstream:
         # When a call first found no replica connected, since one was last seen connected.
         self.down_since: float | None = None
         options = channel_options(config)
-        self.replicas = [Replica(target, options) for target in config.backends]
+        credentials = tls.channel_credentials(config) if config.backend_tls_ca else None
+        self.replicas = [Replica(target, options, credentials) for target in config.backends]
         self._turn = itertools.count()
         self.target = config.backend
+        # A TLS handshake that fails looks like a backend that is down: say what to check.
+        self._down_hint = (
+            "; or its TLS handshake fails (see backend_tls_ca, backend_tls_server_name)"
+            if credentials is not None
+            else ""
+        )
 
     async def close(self) -> None:
         for replica in self.replicas:
@@ -307,6 +327,7 @@ class Upstream:
         raise Unavailable(
             f"TF Serving at {self.target} is down: no connection to it for "
             f"{now - self.down_since:.1f} s (wait_for_backend={self.wait_for_backend:g} s)"
+            f"{self._down_hint}"
         )
 
     async def _first_ready(self, give_up: float) -> Replica | None:

@@ -17,7 +17,7 @@ from typing import Any, Final, TypeVar, cast
 import grpc
 from google.protobuf.message import Message
 
-from tfgate import translate
+from tfgate import tls, translate
 from tfgate.calls import NO_CREDENTIALS, Call, Credentials, Record
 from tfgate.domain import Predict
 from tfgate.errors import INTERNAL_MESSAGE, Code, GatewayError, ResourceExhausted, bounded
@@ -39,26 +39,29 @@ Handler = Callable[[_Req, Call, Record], Awaitable[_Resp]]
 RawHandler = Callable[[bytes, Context], Awaitable[_Resp]]
 
 
-def credentials_of(context: Context) -> Credentials:
-    """The credentials in a call's metadata (``authorization``, ``x-api-key``), if any."""
+def credentials_of(context: Context, peer_identity: bool = False) -> Credentials:
+    """The credentials in a call's metadata (``authorization``, ``x-api-key``), if any; and,
+    with ``peer_identity``, when it sent neither, its verified client certificate's name."""
     authorization = api_key = ""
     for key, value in context.invocation_metadata() or ():
         if key == "authorization" and isinstance(value, str):
             authorization = value
         elif key == "x-api-key" and isinstance(value, str):
             api_key = value
-    if not authorization and not api_key:
-        return NO_CREDENTIALS
-    return Credentials(authorization, api_key)
+    if authorization or api_key:
+        return Credentials(authorization, api_key)
+    identity = tls.peer_identity_grpc(context) if peer_identity else None
+    return NO_CREDENTIALS if identity is None else Credentials(tls_identity=identity)
 
 
-def call_of(context: Context, front: str, method: str, default_timeout: float) -> Call:
-    """The Call for a gRPC call: its deadline, else ``default_timeout`` from now; its peer and
+def call_of(context: Context, front: str, method: str, limits: Limits) -> Call:
+    """The Call for a gRPC call: its deadline, else the default timeout from now; its peer and
     credentials."""
     # grpc.aio answers None when the caller set no deadline, whatever its stubs say.
     remaining = cast(float | None, context.time_remaining())
-    deadline = time.monotonic() + (default_timeout if remaining is None else remaining)
-    return Call(front, method, deadline, context.peer() or "", credentials=credentials_of(context))
+    deadline = time.monotonic() + (limits.default_timeout if remaining is None else remaining)
+    credentials = credentials_of(context, limits.peer_identity)
+    return Call(front, method, deadline, context.peer() or "", credentials=credentials)
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,9 @@ class Limits:
     default_timeout: float
     max_send: int = 2**31 - 1
     stopping: Callable[[], bool] = lambda: False
+    # Read each caller's client certificate (mutual TLS with [auth] tls_identity): the gate
+    # may need it; else not even looked at.
+    peer_identity: bool = False
 
 
 def _size(response: object) -> int:
@@ -100,7 +106,7 @@ def rpc(
 
     def decorate(fn: Handler[_Req, _Resp]) -> RawHandler[_Resp]:
         async def wrapper(data: bytes, context: Context) -> _Resp:
-            record = Record(call_of(context, front, method, limits.default_timeout))
+            record = Record(call_of(context, front, method, limits))
             try:
                 response = await fn(parse(data), record.call, record)
                 size = _size(response)

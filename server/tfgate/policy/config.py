@@ -5,11 +5,16 @@
     keys_file = "/run/secrets/tfgate-keys.toml"
     tls_identity = false          # a verified client certificate names the client
 
+    [auth.jwt]                    # optional: bearer tokens that are JWTs (tfgate.policy.jwt)
+    jwks_file = "/run/secrets/jwks.json"
+    audience = "tfgate"
+
     [clients.reports]
     models = ["half_*", "iris"]   # fnmatch patterns, case-sensitive
     methods = ["Predict", "GetModel", "tfserving"]
 
-No I/O here: the keys file is read by tfgate.policy.keys when the gateway starts.
+No I/O here: the keys file is read by tfgate.policy.keys, the JWKS by tfgate.policy.jwt, when
+the gateway starts.
 """
 
 from __future__ import annotations
@@ -27,6 +32,57 @@ class PolicyError(ValueError):
     """A setting of [auth] or [clients.NAME] is wrong; the message names it."""
 
 
+# The algorithms tfgate verifies, each with the one key type (JWK "kty") that may verify it.
+KEY_TYPES: Final[Mapping[str, str]] = {"RS256": "RSA", "ES256": "EC", "HS256": "oct"}
+# Where the JWT settings come from in the config file, for the messages.
+PREFIX: Final = "auth.jwt."
+
+
+@dataclass(frozen=True)
+class JwtSettings:
+    """How JWTs are verified (the ``[auth.jwt]`` table). HS256 secrets come from the JWKS file."""
+
+    jwks_file: str = ""
+    jwks_url: str = ""
+    issuer: str = ""  # "" leaves "iss" unchecked
+    # "" leaves "aud" unchecked only for tokens without one: PyJWT refuses a token that names
+    # an audience when none is expected.
+    audience: str = ""
+    client_claim: str = "sub"
+    leeway: float = 30.0
+    algorithms: tuple[str, ...] = ("RS256", "ES256", "HS256")
+    jwks_refresh: float = 300.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "algorithms", tuple(self.algorithms))  # from a TOML list
+        if not self.jwks_file and not self.jwks_url:
+            raise PolicyError(f"{PREFIX}jwks_file, {PREFIX}jwks_url: need one or both")
+        if self.jwks_url and not self.jwks_url.startswith(("https://", "http://")):
+            raise PolicyError(
+                f"{PREFIX}jwks_url: expected an http:// or https:// URL, got {self.jwks_url!r}"
+            )
+        if not self.algorithms:
+            raise PolicyError(f"{PREFIX}algorithms: must name at least one algorithm")
+        for name in self.algorithms:
+            if name.lower() == "none":
+                raise PolicyError(
+                    f"{PREFIX}algorithms: 'none' is refused: an unsigned token proves nothing"
+                )
+            if name not in KEY_TYPES:
+                raise PolicyError(
+                    f"{PREFIX}algorithms: unknown algorithm {name!r}; "
+                    f"tfgate verifies {', '.join(KEY_TYPES)}"
+                )
+        if not self.client_claim:
+            raise PolicyError(f"{PREFIX}client_claim: must not be empty")
+        if not 0 <= self.leeway <= 600:
+            raise PolicyError(f"{PREFIX}leeway: expected 0 to 600 seconds, got {self.leeway}")
+        if not self.jwks_refresh >= 1:
+            raise PolicyError(
+                f"{PREFIX}jwks_refresh: expected at least 1 second, got {self.jwks_refresh}"
+            )
+
+
 @dataclass(frozen=True)
 class ClientRights:
     """What one client may call: ``methods`` on models matching one of ``models``."""
@@ -41,11 +97,13 @@ class PolicyConfig:
     keys_file: str = ""
     tls_identity: bool = False
     clients: Mapping[str, ClientRights] = field(default_factory=dict)
+    jwt: JwtSettings | None = None  # [auth.jwt]: bearer tokens that are JWTs
 
     def __post_init__(self) -> None:
-        if self.enabled and not self.keys_file and not self.tls_identity:
+        if self.enabled and not (self.keys_file or self.tls_identity or self.jwt):
             raise PolicyError(
-                "auth.keys_file: required when auth.enabled is true (or set auth.tls_identity)"
+                "auth.keys_file: required when auth.enabled is true (or set auth.tls_identity, "
+                "or an [auth.jwt] table)"
             )
 
 
@@ -77,11 +135,42 @@ def policy_of(auth: object, clients: object) -> PolicyConfig:
         raise PolicyError("[auth] must be a table")
     if not isinstance(clients, dict):
         raise PolicyError("[clients] must be a table of [clients.NAME] tables")
-    kinds = {"enabled": bool, "keys_file": str, "tls_identity": bool}
-    for key, value in auth.items():
-        if key not in kinds:
-            raise PolicyError(f"auth.{key}: unknown setting")
-        if not isinstance(value, kinds[key]):
-            raise PolicyError(f"auth.{key}: expected {kinds[key].__name__}, got {value!r}")
+    auth = dict(auth)
+    jwt = _jwt_settings(auth.pop("jwt")) if "jwt" in auth else None
+    _check_kinds("auth.", auth, {"enabled": bool, "keys_file": str, "tls_identity": bool})
     rights = {name: _rights(name, table) for name, table in clients.items()}
-    return PolicyConfig(clients=rights, **auth)
+    return PolicyConfig(clients=rights, jwt=jwt, **auth)
+
+
+def _check_kinds(prefix: str, table: Mapping[str, object], kinds: Mapping[str, type]) -> None:
+    for key, value in table.items():
+        if key not in kinds:
+            raise PolicyError(f"{prefix}{key}: unknown setting")
+        kind = kinds[key]
+        # A TOML integer is a fine number of seconds; a bool is no number.
+        fits = isinstance(value, kind) or (
+            kind is float and isinstance(value, int) and not isinstance(value, bool)
+        )
+        if not fits or (kind is not bool and isinstance(value, bool)):
+            raise PolicyError(f"{prefix}{key}: expected {kind.__name__}, got {value!r}")
+
+
+_JWT_KINDS: Final[Mapping[str, type]] = {
+    "jwks_file": str,
+    "jwks_url": str,
+    "issuer": str,
+    "audience": str,
+    "client_claim": str,
+    "leeway": float,
+    "algorithms": list,
+    "jwks_refresh": float,
+}
+
+
+def _jwt_settings(table: object) -> JwtSettings:
+    if not isinstance(table, dict):
+        raise PolicyError("auth.jwt: must be a table ([auth.jwt])")
+    _check_kinds(PREFIX, table, _JWT_KINDS)
+    if "algorithms" in table:
+        table = {**table, "algorithms": _strings(f"{PREFIX}algorithms", table["algorithms"])}
+    return JwtSettings(**table)

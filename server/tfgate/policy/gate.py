@@ -27,6 +27,12 @@ class TokenVerifier(Protocol):
         """The client a bearer token that is not an API key names; raises Unauthenticated."""
         ...
 
+    async def start(self) -> None:
+        """Gets what it needs before the first call (a JWKS URL's keys)."""
+        ...
+
+    async def close(self) -> None: ...
+
 
 def _bearer(header: str) -> str:
     scheme, _, token = header.strip().partition(" ")
@@ -51,9 +57,23 @@ class Gate:
 
     @classmethod
     def from_config(cls, policy: PolicyConfig, verifier: TokenVerifier | None = None) -> Gate:
-        """The gate ``policy`` describes, with its keys file read (PolicyError if it is bad)."""
+        """The gate ``policy`` describes, with its keys file and JWKS file read (ConfigError or
+        PolicyError if one is bad)."""
         keys = load_keys(policy.keys_file) if policy.enabled and policy.keys_file else None
+        if verifier is None and policy.enabled and policy.jwt is not None:
+            # Imported here: PyJWT and cryptography are loaded only when JWTs are configured.
+            from tfgate.policy.jwt import JwtVerifier
+
+            verifier = JwtVerifier(policy.jwt)
         return cls(policy, keys, verifier)
+
+    async def start(self) -> None:
+        if self._verifier is not None:
+            await self._verifier.start()
+
+    async def close(self) -> None:
+        if self._verifier is not None:
+            await self._verifier.close()
 
     async def admit(self, call: Call, method: str, model: str) -> None:
         """Sets ``call.client``, or raises Unauthenticated; then PermissionDenied unless the

@@ -41,13 +41,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tfgate.config import ConfigError
 from tfgate.errors import Unauthenticated
+from tfgate.policy.config import KEY_TYPES, PREFIX, JwtSettings
 
 logger = logging.getLogger(__name__)
 
-# The algorithms tfgate verifies, each with the one key type (JWK "kty") that may verify it.
-KEY_TYPES: Final[Mapping[str, str]] = {"RS256": "RSA", "ES256": "EC", "HS256": "oct"}
-# Where the settings come from in the config file, for the messages.
-PREFIX: Final = "auth.jwt."
 
 CACHE_SIZE: Final = 10_000
 # An unknown key id fetches the URL's key set again at most this often (seconds), so that a
@@ -60,51 +57,6 @@ MAX_TOKEN: Final = 8192
 MAX_CLIENT: Final = 256
 MIN_HMAC_BYTES: Final = 32  # RFC 7518 section 3.2: at least the hash's size
 MIN_RSA_BITS: Final = 2048
-
-
-@dataclass(frozen=True)
-class JwtSettings:
-    """How JWTs are verified (the ``[auth.jwt]`` table). HS256 secrets come from the JWKS file."""
-
-    jwks_file: str = ""
-    jwks_url: str = ""
-    issuer: str = ""  # "" leaves "iss" unchecked
-    # "" leaves "aud" unchecked only for tokens without one: PyJWT refuses a token that names
-    # an audience when none is expected.
-    audience: str = ""
-    client_claim: str = "sub"
-    leeway: float = 30.0
-    algorithms: tuple[str, ...] = ("RS256", "ES256", "HS256")
-    jwks_refresh: float = 300.0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "algorithms", tuple(self.algorithms))  # from a TOML list
-        if not self.jwks_file and not self.jwks_url:
-            raise ConfigError(f"{PREFIX}jwks_file, {PREFIX}jwks_url: need one or both")
-        if self.jwks_url and not self.jwks_url.startswith(("https://", "http://")):
-            raise ConfigError(
-                f"{PREFIX}jwks_url: expected an http:// or https:// URL, got {self.jwks_url!r}"
-            )
-        if not self.algorithms:
-            raise ConfigError(f"{PREFIX}algorithms: must name at least one algorithm")
-        for name in self.algorithms:
-            if name.lower() == "none":
-                raise ConfigError(
-                    f"{PREFIX}algorithms: 'none' is refused: an unsigned token proves nothing"
-                )
-            if name not in KEY_TYPES:
-                raise ConfigError(
-                    f"{PREFIX}algorithms: unknown algorithm {name!r}; "
-                    f"tfgate verifies {', '.join(KEY_TYPES)}"
-                )
-        if not self.client_claim:
-            raise ConfigError(f"{PREFIX}client_claim: must not be empty")
-        if not 0 <= self.leeway <= 600:
-            raise ConfigError(f"{PREFIX}leeway: expected 0 to 600 seconds, got {self.leeway}")
-        if not self.jwks_refresh >= 1:
-            raise ConfigError(
-                f"{PREFIX}jwks_refresh: expected at least 1 second, got {self.jwks_refresh}"
-            )
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -121,8 +122,17 @@ _PROBES: Final = frozenset({"/healthz", "/readyz"})
 class HttpFront:
     """The HTTP server: ``start`` binds and returns the port, ``stop`` drains and closes."""
 
-    def __init__(self, inference: Inference, config: Config, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        inference: Inference,
+        config: Config,
+        ready: Callable[[], bool],
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """``ssl_context``: TLS only, with this context (tfgate.tls loads new certificates
+        into it in place)."""
         self._config = config
+        self._ssl = ssl_context
         self._ready = ready
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -164,6 +174,7 @@ class HttpFront:
             None if host in ("", "*") else host,
             int(port),
             reuse_port=False,
+            ssl_context=self._ssl,
         )
         await site.start()
         self._site = site

@@ -18,6 +18,7 @@ from typing import Final, TypeVar
 
 from aiohttp import web
 
+from tfgate import tls
 from tfgate.calls import NO_CREDENTIALS, Call, Credentials, Record, loggable
 from tfgate.errors import Cancelled, DeadlineExceeded, InvalidArgument
 
@@ -66,9 +67,11 @@ def begin(request: web.Request, method: str, model: str) -> Record:
     request_id = request.headers.get("x-request-id", "")
     headers = request.headers
     authorization, api_key = headers.get("Authorization", ""), headers.get("X-API-Key", "")
-    credentials = (
-        Credentials(authorization, api_key) if authorization or api_key else NO_CREDENTIALS
-    )
+    if authorization or api_key:
+        credentials = Credentials(authorization, api_key)
+    else:  # a verified client certificate's name, if the connection has one (mutual TLS)
+        identity = tls.peer_identity_http(request)
+        credentials = NO_CREDENTIALS if identity is None else Credentials(tls_identity=identity)
     record.call = Call(opened.front, method, deadline, peer, request_id, credentials)
     return record
 
