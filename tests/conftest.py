@@ -16,6 +16,9 @@ from tfgate.config import Config, RetryPolicy
 from tfgate.plans.plan import Plans
 from tfgate.v1 import inference_pb2_grpc
 
+# No log line of the run may hold a secret a test made (tests/log_secrets.py).
+pytest_plugins = ["tests.log_secrets"]
+
 
 @dataclasses.dataclass
 class Running:

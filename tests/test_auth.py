@@ -17,6 +17,7 @@ import pytest_asyncio
 from tests.conftest import Running, StartGateway
 from tests.fake_tfserving import FakeTFServing
 from tests.http_client import Answer, call
+from tests.log_secrets import remember
 from tests.test_passthrough import tf_predict
 from tfgate.policy.config import ClientRights, PolicyConfig
 from tfgate.tfs.tensorflow_serving.apis import (
@@ -30,9 +31,9 @@ from tfgate.v1 import inference_pb2 as v1
 pytestmark = pytest.mark.asyncio
 
 # A fresh key per run: a test finding one in a log cannot have found a constant.
-ALPHA = secrets.token_urlsafe(24)
-BETA = secrets.token_urlsafe(24)
-UNKNOWN = secrets.token_urlsafe(24)
+ALPHA = remember(secrets.token_urlsafe(24))
+BETA = remember(secrets.token_urlsafe(24))
+UNKNOWN = remember(secrets.token_urlsafe(24))
 SECRETS = (ALPHA, BETA, UNKNOWN)
 # client alpha may call anything on half_*; beta all but GetModel on echo.
 CLIENTS = {

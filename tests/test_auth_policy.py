@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.log_secrets import remember
 from tfgate import cli
 from tfgate.calls import Call, Credentials
 from tfgate.config import ConfigError, load
@@ -25,9 +26,9 @@ from tfgate.tfs.tensorflow_serving.apis import (
     predict_pb2,
 )
 
-KEY_A = "key-of-alpha-7f3a"
-KEY_B = "key-of-beta-91c2"
-KEY_A2 = "second-key-of-alpha"
+KEY_A = remember("key-of-alpha-7f3a")
+KEY_B = remember("key-of-beta-91c2")
+KEY_A2 = remember("second-key-of-alpha")
 
 
 def hexdigest(key: str) -> str:

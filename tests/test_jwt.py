@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jwt.algorithms import ECAlgorithm, HMACAlgorithm, RSAAlgorithm
 
 from tests.jwks_server import JwksServer
+from tests.log_secrets import remember
 from tfgate.config import ConfigError
 from tfgate.errors import Code, Unauthenticated
 from tfgate.policy.config import JwtSettings, PolicyError
@@ -54,11 +55,14 @@ class Keys:
 
 
 def make_keys() -> Keys:
+    secret = os.urandom(32)
+    remember(b64(secret))  # the HMAC secret as its JWK ("k") writes it
+    remember(secret.hex())
     return Keys(
         rsa_key=rsa.generate_private_key(65537, 2048),
         rsa_other=rsa.generate_private_key(65537, 2048),
         ec_key=ec.generate_private_key(ec.SECP256R1()),
-        secret=os.urandom(32),
+        secret=secret,
     )
 
 
@@ -76,7 +80,7 @@ def claims(**changes: Any) -> dict[str, Any]:
 
 def sign(payload: dict[str, Any], key: Any, algorithm: str, kid: str | None) -> str:
     headers = {"kid": kid} if kid is not None else None
-    return jwt.encode(payload, key, algorithm=algorithm, headers=headers)
+    return remember(jwt.encode(payload, key, algorithm=algorithm, headers=headers))
 
 
 def b64(data: bytes) -> str:
@@ -87,7 +91,7 @@ def unsigned(payload: dict[str, Any], kid: str | None) -> str:
     header: dict[str, Any] = {"alg": "none", "typ": "JWT"}
     if kid is not None:
         header["kid"] = kid
-    return f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}."
+    return remember(f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}.")
 
 
 def hs256_by_hand(payload: dict[str, Any], secret: bytes, kid: str | None) -> str:
@@ -96,7 +100,7 @@ def hs256_by_hand(payload: dict[str, Any], secret: bytes, kid: str | None) -> st
         header["kid"] = kid
     signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}"
     mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{b64(mac)}"
+    return remember(f"{signing_input}.{b64(mac)}")
 
 
 @pytest.fixture
