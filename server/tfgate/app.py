@@ -106,7 +106,8 @@ class Gateway:
 
     def __init__(self, config: Config, plans: Plans | None = None) -> None:
         self.config = config
-        gate = Gate.from_config(config.policy)  # its keys file first: it may be refused
+        # Its keys file first: it may be refused.
+        gate = Gate.from_config(config.policy, limits=config.limits)
         self.upstream = Upstream(config)
         self.catalog = Catalog(self.upstream.get_model_metadata, config.metadata_ttl)
         self.inference = Inference(
