@@ -6,6 +6,7 @@ import contextlib
 
 import pytest
 
+from tfgate.config import ConfigError, load
 from tfgate.errors import RateLimited, ResourceExhausted, retry_after_ms, retry_after_seconds
 from tfgate.policy.config import PolicyError
 from tfgate.policy.limits import RateLimits
@@ -160,3 +161,15 @@ def test_config_of_the_table() -> None:
 def test_bad_settings_are_named(table: dict[str, object], message: str) -> None:
     with pytest.raises(PolicyError, match=message.replace(".", r"\.").replace("*", r"\*")):
         limits_of(table)
+
+
+def test_the_config_file_reads_limits() -> None:
+    data = {"max_concurrency": 8, "limits": {"rate": 5, "clients": {"a": {"rate": 2}}}}
+    config = load({}, {}, "tfgate.toml", file_data=data)
+    assert config.limits.rate == Rate(5, 5)
+    assert config.limits.clients["a"] == ClientLimits(Rate(2, 2))
+    assert load({}, {}, None).limits == LimitsConfig()
+    with pytest.raises(ConfigError, match=r"^limits\.rate: must be positive.*tfgate\.toml"):
+        load({}, {}, "tfgate.toml", file_data={"limits": {"rate": -1}})
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load({"limits": "x"}, {}, None)  # a table of the file, not a flag
