@@ -115,6 +115,7 @@ def test_config_of_the_table() -> None:
             "burst": 2000,
             "client_rate": 100,
             "client_share": 0.5,
+            "redis": "unix:///run/redis.sock",
             "clients": {
                 "reports": {
                     "rate": 10,
@@ -127,6 +128,7 @@ def test_config_of_the_table() -> None:
     assert config.rate == Rate(1000, 2000)
     assert config.client == Rate(100, 100)  # burst absent: the rate
     assert config.client_share == 0.5
+    assert (config.redis, config.redis_timeout) == ("unix:///run/redis.sock", 0.05)
     assert config.clients["reports"] == ClientLimits(
         Rate(10, 20), (("half_*", Rate(5, 5)), ("iris", Rate(0.5, 1)))
     )
@@ -147,6 +149,12 @@ def test_config_of_the_table() -> None:
         ({"client_share": 0}, "limits.client_share: expected a fraction"),
         ({"client_share": 1.5}, "limits.client_share: expected a fraction"),
         ({"rates": 1}, "limits.rates: unknown setting"),
+        (
+            {"redis": "http://x:s3cret@h"},
+            "limits.redis: expected a redis://, rediss:// or unix:// URL$",
+        ),
+        ({"redis": 6379}, "limits.redis: expected a string"),
+        ({"redis_timeout": 0}, "limits.redis_timeout: expected seconds above 0"),
         ({"clients": []}, "limits.clients: must be a table"),
         ({"clients": {"a": {"rat": 1}}}, "limits.clients.a.rat: unknown setting"),
         ({"clients": {"a": {"rate": -1}}}, "limits.clients.a.rate: must be positive"),

@@ -225,6 +225,7 @@ class Gateway:
             stops.append(self._stop_http(self.http, grace))
         await asyncio.gather(*stops)
         await self.upstream.close()
+        await self.inference.gate.close()
 
     async def _stop_grpc(self, grace: float) -> None:
         if not await self.drain.wait_idle(grace) and self.drain.open:

@@ -16,7 +16,7 @@ tokens: once per call, after authorization, before any preprocessing or backend 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tfgate.calls import Call
 from tfgate.errors import Unauthenticated
@@ -25,6 +25,9 @@ from tfgate.policy.config import PolicyConfig
 from tfgate.policy.keys import KeyTable, load_keys
 from tfgate.policy.limits import RateLimits
 from tfgate.policy.limits_config import LimitsConfig
+
+if TYPE_CHECKING:
+    from tfgate.policy.limits_redis import SharedLimits
 
 
 class TokenVerifier(Protocol):
@@ -48,9 +51,11 @@ class Gate:
         keys: KeyTable | None = None,
         verifier: TokenVerifier | None = None,
         limits: RateLimits | None = None,
+        shared: SharedLimits | None = None,
     ) -> None:
         self.enabled = policy.enabled
         self.limits = limits
+        self.shared = shared  # the same buckets in Redis, when [limits] redis is set
         # Whether admission does anything: an open gate costs one attribute test per call.
         self.active = policy.enabled or limits is not None
         self._tls_identity = policy.tls_identity
@@ -68,10 +73,14 @@ class Gate:
         """The gate ``policy`` (and ``limits``) describe, with its keys file read (PolicyError
         if it is bad)."""
         keys = load_keys(policy.keys_file) if policy.enabled and policy.keys_file else None
-        buckets = None
+        buckets = shared = None
         if limits is not None and limits.rate_limited:
             buckets = RateLimits(limits, policy.clients)
-        return cls(policy, keys, verifier, buckets)
+            if limits.redis:
+                from tfgate.policy.limits_redis import SharedLimits  # redis: only when set
+
+                shared = SharedLimits(limits.redis, limits.redis_timeout, buckets)
+        return cls(policy, keys, verifier, buckets, shared)
 
     async def admit(self, call: Call, method: str, model: str) -> None:
         """Sets ``call.client``, or raises Unauthenticated; then PermissionDenied unless the
@@ -86,8 +95,14 @@ class Gate:
         reads when a request names several)."""
         if self.enabled:
             await self.authorize_all(call, method, models)
-        if self.limits is not None:
+        if self.shared is not None:
+            await self.shared.check(call.client, models[-1])
+        elif self.limits is not None:
             self.limits.check(call.client, models[-1])
+
+    async def close(self) -> None:
+        if self.shared is not None:
+            await self.shared.close()
 
     async def authorize(self, call: Call, method: str, model: str) -> None:
         """``admit`` without the rate limits: for a front that checks a call before it reads

@@ -29,12 +29,13 @@ _WHOLE: Final = 1.0 - 1e-9
 
 
 class TokenBucket:
-    __slots__ = ("burst", "rate", "scope", "stamp", "tokens")
+    __slots__ = ("burst", "key", "rate", "scope", "stamp", "tokens")
 
-    def __init__(self, limit: Rate, scope: str, now: float) -> None:
+    def __init__(self, limit: Rate, scope: str, key: str, now: float) -> None:
         self.rate = limit.rate
         self.burst = limit.burst
         self.scope = scope  # what the limit is for, as a refusal names it
+        self.key = key  # a name unique among the buckets, the same in every replica
         self.tokens = limit.burst
         self.stamp = now
 
@@ -85,18 +86,26 @@ class RateLimits:
         self._clock = clock
         now = clock()
         self._global = (
-            None if config.rate is None else TokenBucket(config.rate, "global rate limit", now)
+            None
+            if config.rate is None
+            else TokenBucket(config.rate, "global rate limit", "global", now)
         )
         self._clients: dict[str, _Client] = {}
         for name in {*clients, *config.clients}:
             own = config.clients.get(name)
             limit = own.rate if own is not None and own.rate is not None else config.client
             scope = f'rate limit for client "{name}"'
-            bucket = None if limit is None else TokenBucket(limit, scope, now)
+            key = f"client:{len(name)}:{name}"  # the length: no name can pass for another's
+            bucket = None if limit is None else TokenBucket(limit, scope, key, now)
             models = [
                 (
                     re.compile(fnmatch.translate(pattern)),
-                    TokenBucket(rate, f'rate limit for client "{name}" on models "{pattern}"', now),
+                    TokenBucket(
+                        rate,
+                        f'rate limit for client "{name}" on models "{pattern}"',
+                        f"models:{len(name)}:{name}:{pattern}",
+                        now,
+                    ),
                 )
                 for pattern, rate in (own.models if own is not None else ())
             ]
@@ -104,7 +113,7 @@ class RateLimits:
         shared = (
             None
             if config.client is None
-            else TokenBucket(config.client, f"rate limit for {OTHERS}", now)
+            else TokenBucket(config.client, f"rate limit for {OTHERS}", "others", now)
         )
         self._others = _Client(shared, [])
 
@@ -116,21 +125,26 @@ class RateLimits:
             count += (client.bucket is not None) + len(client.models)
         return count
 
+    def applying(self, client: str, model: str) -> tuple[TokenBucket | None, ...]:
+        """The buckets a call of ``client`` on ``model`` takes from (None: no such limit)."""
+        entry = self._clients.get(client, self._others)
+        model_bucket = entry.model_bucket(model) if entry.models else None
+        return (model_bucket, entry.bucket, self._global)
+
     def check(self, client: str, model: str) -> None:
         """Takes a token for a call of ``client`` on ``model`` from each bucket that applies,
         or raises RateLimited for the one whose token is furthest away (taking none)."""
         now = self._clock()
-        entry = self._clients.get(client, self._others)
-        model_bucket = entry.model_bucket(model) if entry.models else None
+        buckets = self.applying(client, model)
         worst: TokenBucket | None = None
         longest = 0.0
-        for bucket in (model_bucket, entry.bucket, self._global):
+        for bucket in buckets:
             if bucket is not None:
                 wait = bucket.wait(now)
                 if wait > longest:
                     worst, longest = bucket, wait
         if worst is not None:
             raise worst.refusal(longest)
-        for bucket in (model_bucket, entry.bucket, self._global):
+        for bucket in buckets:
             if bucket is not None:
                 bucket.tokens -= 1.0

@@ -6,6 +6,8 @@
     client_rate = 100      # each client's own limit, unless its section says otherwise
     client_burst = 200
     client_share = 0.5     # a client holds at most this fraction of max_concurrency (1.0: off)
+    redis = "redis://redis:6379/0"   # share the buckets between replicas (absent: each its own)
+    redis_timeout = 0.05   # seconds Redis may take before a call is counted locally instead
 
     [limits.clients.reports]      # one client's own limits, by the name [clients.NAME] gives it
     rate = 10
@@ -24,7 +26,17 @@ from typing import Final
 
 from tfgate.policy.config import PolicyError
 
-_TOP: Final = ("rate", "burst", "client_rate", "client_burst", "client_share", "clients")
+_TOP: Final = (
+    "rate",
+    "burst",
+    "client_rate",
+    "client_burst",
+    "client_share",
+    "redis",
+    "redis_timeout",
+    "clients",
+)
+_REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 
 
 @dataclass(frozen=True)
@@ -55,12 +67,24 @@ class LimitsConfig:
     client: Rate | None = None  # each client's, unless its section names its own
     client_share: float = 1.0
     clients: Mapping[str, ClientLimits] = field(default_factory=dict)
+    redis: str = ""  # a Redis URL: the buckets are shared by every tfgate using it
+    redis_timeout: float = 0.05
 
     def __post_init__(self) -> None:
         if not 0 < self.client_share <= 1:
             raise PolicyError(
                 f"limits.client_share: expected a fraction above 0 and at most 1, got "
                 f"{self.client_share}"
+            )
+        if self.redis and not self.redis.startswith(_REDIS_SCHEMES):
+            raise PolicyError(
+                # not quoted: a URL may hold a password
+                "limits.redis: expected a redis://, rediss:// or unix:// URL"
+            )
+        if not 0 < self.redis_timeout <= 10:
+            raise PolicyError(
+                f"limits.redis_timeout: expected seconds above 0, at most 10, got "
+                f"{self.redis_timeout}"
             )
 
     @property
@@ -142,4 +166,12 @@ def limits_of(table: object) -> LimitsConfig:
         ),
         client_share=_number("limits.client_share", share),
         clients={name: _client(name, raw) for name, raw in clients.items()},
+        redis=_text("limits.redis", top.get("redis", "")),
+        redis_timeout=_number("limits.redis_timeout", top.get("redis_timeout", 0.05)),
     )
+
+
+def _text(name: str, raw: object) -> str:
+    if not isinstance(raw, str):
+        raise PolicyError(f"{name}: expected a string, got {raw!r}")
+    return raw
