@@ -1,4 +1,5 @@
-"""The request core knows no transport: neither it nor anything it imports loads grpc or aiohttp.
+"""The request core knows no transport: neither it nor anything it imports loads grpc, aiohttp
+or redis.
 
 The fronts (tfgate.fronts.*) and the backend implementation (tfgate.backends.upstream) are the
 only places that speak a protocol; everything the core is made of is imported here in a fresh
@@ -30,8 +31,10 @@ CORE = (
     "tfgate.backends.base",
     "tfgate.fronts.v1",
     "tfgate.policy.jwt",
+    "tfgate.policy.gate",
+    "tfgate.policy.limits",
 )
-TRANSPORTS = ("grpc", "aiohttp")
+TRANSPORTS = ("grpc", "aiohttp", "redis")
 
 
 def loaded_after(modules: tuple[str, ...]) -> list[str]:
@@ -52,6 +55,7 @@ def test_the_core_loads_no_transport() -> None:
 def test_the_probe_sees_a_transport_when_one_is_loaded() -> None:
     assert loaded_after(("tfgate.fronts.grpc",)) == ["grpc"]
     assert "aiohttp" in loaded_after(("tfgate.fronts.http.app",))
+    assert loaded_after(("tfgate.policy.limits_redis",)) == ["redis"]
 
 
 def _imports(path: Path) -> set[str]:
@@ -77,6 +81,7 @@ def test_only_fronts_and_the_upstream_client_import_a_transport() -> None:
         "backends/upstream.py",
         "backends/retry.py",
         "policy/jwks_fetch.py",  # the JWT verifier's JWKS URL, loaded only when one is set
+        "policy/limits_redis.py",  # rate limits shared through Redis, loaded only when set
         "app.py",
         "healthcheck.py",
         "tls.py",

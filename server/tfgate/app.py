@@ -110,7 +110,8 @@ class Gateway:
 
     def __init__(self, config: Config, plans: Plans | None = None) -> None:
         self.config = config
-        gate = Gate.from_config(config.policy)  # its keys file first: it may be refused
+        # Its keys file first: it may be refused.
+        gate = Gate.from_config(config.policy, limits=config.limits)
         # Read (and checked) before anything opens: a bad certificate stops tfgate at once.
         self.certificates = Certificates(config) if config.tls_cert else None
         self.upstream = Upstream(config)

@@ -11,7 +11,8 @@ The TOML file holds the server settings at top level and the retry policy in ``[
     [retry]
     max_attempts = 4
 
-and who may call what in ``[auth]`` and ``[clients.NAME]`` (tfgate.policy.config).
+who may call what in ``[auth]`` and ``[clients.NAME]`` (tfgate.policy.config), and how often in
+``[limits]`` (tfgate.policy.limits_config).
 
 TLS settings may sit at top level under their full names (``tls_cert``, ``backend_tls_ca``) or
 in a ``[tls]`` table without the prefix (``cert``, ``key``, ``client_ca``, ``reload_interval``,
@@ -32,10 +33,11 @@ from typing import Any, Final
 
 from tfgate.errors import NEVER_RETRY, Code
 from tfgate.policy.config import PolicyConfig, PolicyError, policy_of
+from tfgate.policy.limits_config import LimitsConfig, limits_of
 
 _BOOLS: Final = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 # Settings that are tables of the file, not values a flag or variable can set.
-_TABLES: Final = frozenset({"retry", "policy"})
+_TABLES: Final = frozenset({"retry", "policy", "limits"})
 _HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+|\*):(\d{1,5})$")
 
 
@@ -162,6 +164,8 @@ class Config:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # Who may call what: the file's [auth] and [clients.NAME] tables (tfgate.policy.config).
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    # How often, and how much of max_concurrency: the file's [limits] table.
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     def __post_init__(self) -> None:
         _check_host_port("listen", self.listen)
@@ -377,6 +381,7 @@ def load(
     file_top: dict[str, object] = {}
     file_retry: dict[str, object] = {}
     policy = PolicyConfig()
+    limits = LimitsConfig()
     path = config_path(config_file, environ)
     if path:
         data = dict(read_file(path) if file_data is None else file_data)
@@ -386,6 +391,7 @@ def load(
         data.pop("models", None)  # per-model sections are read by their own module
         try:
             policy = policy_of(data.pop("auth", {}), data.pop("clients", {}))
+            limits = limits_of(data.pop("limits", {}))
         except PolicyError as exc:
             raise ConfigError(f"{exc} (from config file {path})") from None
         for name, value in _tls_table(data.pop("tls", {}), path).items():
@@ -415,7 +421,7 @@ def load(
     sources |= {name.replace("-", "_"): "command line" for name in given}
     try:
         retry = RetryPolicy(**file_retry)  # type: ignore[arg-type]
-        return Config(**merged, retry=retry, policy=policy)  # type: ignore[arg-type]
+        return Config(**merged, retry=retry, policy=policy, limits=limits)  # type: ignore[arg-type]
     except ConfigError as exc:
         setting = str(exc).split(":", 1)[0].split(" ", 1)[0]
         if setting in sources:

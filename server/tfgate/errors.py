@@ -7,6 +7,7 @@ Expected failures are raised as a ``GatewayError`` carrying the ``Code`` the cal
     ├── NotFound             no such model or version
     ├── FailedPrecondition   e.g. no such signature in that version
     ├── ResourceExhausted    load shed, limits
+    │   └── RateLimited      a rate limit (tfgate.policy.limits); says when to retry
     ├── Unauthenticated      no credentials, or not valid ones: "missing", "invalid", "expired"
     ├── PermissionDenied     the client may not call that method on that model
     ├── Unavailable          the backend cannot be reached (after retries)
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import math
 from typing import Final
 
 
@@ -56,6 +58,9 @@ class GatewayError(Exception):
     """An expected failure, answered with ``code`` and ``message``."""
 
     code: Code = Code.INTERNAL
+    # Seconds after which a retry may succeed, when the error knows: every front sends it
+    # (HTTP Retry-After; gRPC trailing metadata retry-after and grpc-retry-pushback-ms).
+    retry_after: float | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -76,6 +81,25 @@ class FailedPrecondition(GatewayError):
 
 class ResourceExhausted(GatewayError):
     code = Code.RESOURCE_EXHAUSTED
+
+
+class RateLimited(ResourceExhausted):
+    """A rate limit is reached; a token is available again in ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def retry_after_seconds(retry_after: float) -> int:
+    """``retry_after`` as HTTP's Retry-After says it (RFC 9110 section 10.2.3): whole seconds,
+    rounded up, at least 1."""
+    return max(1, math.ceil(retry_after))
+
+
+def retry_after_ms(retry_after: float) -> int:
+    """``retry_after`` in whole milliseconds, rounded up, for gRPC's grpc-retry-pushback-ms."""
+    return max(0, math.ceil(retry_after * 1000.0))
 
 
 class Unauthenticated(GatewayError):

@@ -3,10 +3,10 @@
 No transport here (no grpc, no HTTP): a front translates its protocol into a domain request
 (tfgate.domain) and a ``Call`` (tfgate.calls), calls ``Inference``, and translates the answer
 back. The gate (tfgate.policy.gate) admits each call first, whatever its method: who is calling,
-and whether they may call that method on that model. Validation, preprocessing (the request's
-plan, tfgate.plans.plan), the signature cache and the backend call (with its retries, budget,
-concurrency cap and deadline, behind tfgate.backends.base.Backend) happen here or below, once
-for all fronts.
+whether they may call that method on that model, and whether the rate limits let it through.
+Validation, preprocessing (the request's plan, tfgate.plans.plan), the signature cache and the
+backend call (with its retries, budget, concurrency cap and deadline, behind
+tfgate.backends.base.Backend) happen here or below, once for all fronts.
 """
 
 from __future__ import annotations
@@ -85,8 +85,9 @@ class Inference:
         self._max_elements = max_elements
 
     async def admit(self, call: Call, method: str, model: str) -> None:
-        """Lets a front refuse a call before it reads its body; the core admits it again."""
-        await self.gate.admit(call, method, model)
+        """Lets a front refuse a call before it reads its body; the core admits it again (and
+        only then counts it against the rate limits)."""
+        await self.gate.authorize(call, method, model)
 
     async def predict(self, request: Predict, call: Call) -> Answer:
         await self.gate.admit(call, predict_method(call), request.model)
@@ -145,6 +146,6 @@ class Inference:
 
     async def forward(self, path: str, request: bytes, call: Call) -> bytes:
         """A TF Serving method called as it is (TF Serving's own API through tfgate)."""
-        if self.gate.enabled:  # the bytes are read only for the gate
+        if self.gate.active:  # the bytes are read only for the gate
             await self.gate.admit_all(call, TF_SERVING, models_named(path, request))
         return await self.backend.forward(path, request, call)

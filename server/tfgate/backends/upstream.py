@@ -38,7 +38,7 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 
 from tfgate import tls
-from tfgate.backends.admission import Limiter
+from tfgate.backends.admission import FairLimiter, Limiter
 from tfgate.backends.budget import budget_for
 from tfgate.calls import Call
 from tfgate.config import Config
@@ -157,7 +157,12 @@ class Upstream:
         self._policy = config.retry
         self._retryable = frozenset(grpc.StatusCode[c] for c in config.retry.retryable_codes)
         self.budget = budget_for(config.retry)
-        self.limiter = Limiter(config.max_concurrency, config.max_queue, config.max_queue_wait)
+        share = config.limits.client_share
+        self.limiter = (
+            Limiter(config.max_concurrency, config.max_queue, config.max_queue_wait)
+            if share >= 1.0
+            else FairLimiter(config.max_concurrency, config.max_queue, config.max_queue_wait, share)
+        )
         self.wait_for_backend = config.wait_for_backend
         # When a call first found no replica connected, since one was last seen connected.
         self.down_since: float | None = None
@@ -202,18 +207,22 @@ class Upstream:
     async def get_model_metadata(
         self, request: get_model_metadata_pb2.GetModelMetadataRequest, call: Call
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        answer = await self._call(lambda r: r.prediction.GetModelMetadata, request, call.deadline)
+        answer = await self._call(
+            lambda r: r.prediction.GetModelMetadata, request, call.deadline, call.client
+        )
         return _parsed(answer, request.model_spec.name, "GetModelMetadataResponse")
 
     async def get_model_status(
         self, request: get_model_status_pb2.GetModelStatusRequest, call: Call
     ) -> get_model_status_pb2.GetModelStatusResponse:
-        answer = await self._call(lambda r: r.models.GetModelStatus, request, call.deadline)
+        answer = await self._call(
+            lambda r: r.models.GetModelStatus, request, call.deadline, call.client
+        )
         return _parsed(answer, request.model_spec.name, "GetModelStatusResponse")
 
     async def forward(self, path: str, request: bytes, call: Call) -> bytes:
         """Any TF Serving method, request and answer as serialized bytes."""
-        return await self._call(lambda r: r.raw(path), request, call.deadline)
+        return await self._call(lambda r: r.raw(path), request, call.deadline, call.client)
 
     async def probe(self, within: float) -> bool:
         """Whether any replica answers at all, within ``within`` seconds. No cap, no retries."""
@@ -243,12 +252,13 @@ class Upstream:
         method: Callable[[Replica], grpc.aio.UnaryUnaryMultiCallable[Any, _Resp]],
         request: Message | bytes,
         deadline: float,
+        client: str,
     ) -> _Resp:
         self.budget.record_call()
         # The first attempt runs outside tenacity: most calls succeed, and building the retry
         # loop costs more than the rest of tfgate's work on a small call.
         try:
-            return await self._attempt(method, request, deadline)
+            return await self._attempt(method, request, deadline, client)
         except grpc.aio.AioRpcError as exc:
             if exc.code() not in self._retryable:
                 raise _failed(exc) from None
@@ -266,7 +276,7 @@ class Upstream:
                         # push-back, budget, stop) judges it like any other.
                         failed, first = first, None
                         raise failed
-                    return await self._attempt(method, request, deadline)
+                    return await self._attempt(method, request, deadline, client)
         except grpc.aio.AioRpcError as exc:
             if loop.predicate.budget_spent:
                 raise Unavailable(
@@ -282,10 +292,11 @@ class Upstream:
         method: Callable[[Replica], grpc.aio.UnaryUnaryMultiCallable[Any, _Resp]],
         request: Message | bytes,
         deadline: float,
+        client: str,
     ) -> _Resp:
         if deadline - time.monotonic() <= 0:
             raise DeadlineExceeded("the deadline ran out before TF Serving could be called")
-        async with self.limiter.slot(deadline):
+        async with self.limiter.slot(deadline, client):
             while True:
                 replica = await self._connected(deadline)
                 try:

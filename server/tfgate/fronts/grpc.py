@@ -20,7 +20,15 @@ from google.protobuf.message import Message
 from tfgate import tls, translate
 from tfgate.calls import NO_CREDENTIALS, Call, Credentials, Record
 from tfgate.domain import Predict
-from tfgate.errors import INTERNAL_MESSAGE, Code, GatewayError, ResourceExhausted, bounded
+from tfgate.errors import (
+    INTERNAL_MESSAGE,
+    Code,
+    GatewayError,
+    ResourceExhausted,
+    bounded,
+    retry_after_ms,
+    retry_after_seconds,
+)
 from tfgate.fronts.v1 import parser, predict_of
 from tfgate.inference import Inference
 from tfgate.v1 import inference_pb2
@@ -78,6 +86,18 @@ class Limits:
     peer_identity: bool = False
 
 
+def trailers_of(exc: GatewayError) -> tuple[tuple[str, str], ...]:
+    """The trailing metadata a refusal carries: when to retry, if the error knows
+    (``retry-after`` in whole seconds, as HTTP's header; ``grpc-retry-pushback-ms``, which a
+    gRPC client with a retry policy waits before its next attempt)."""
+    if exc.retry_after is None:
+        return ()
+    return (
+        ("retry-after", str(retry_after_seconds(exc.retry_after))),
+        ("grpc-retry-pushback-ms", str(retry_after_ms(exc.retry_after))),
+    )
+
+
 def _size(response: object) -> int:
     return len(response) if isinstance(response, bytes) else cast(Message, response).ByteSize()
 
@@ -118,7 +138,7 @@ def rpc(
                     )
             except GatewayError as exc:
                 record.done(exc)
-                await context.abort(STATUS[exc.code], bounded(exc.message))
+                await context.abort(STATUS[exc.code], bounded(exc.message), trailers_of(exc))
             except asyncio.CancelledError:
                 record.done_with(_cancelled_code(context, limits))
                 raise

@@ -23,7 +23,14 @@ from aiohttp import web
 
 from tfgate.calls import Record, loggable
 from tfgate.config import Config
-from tfgate.errors import INTERNAL_MESSAGE, Code, GatewayError, bounded, code_of
+from tfgate.errors import (
+    INTERNAL_MESSAGE,
+    Code,
+    GatewayError,
+    bounded,
+    code_of,
+    retry_after_seconds,
+)
 from tfgate.fronts.http import errors, tfserving, tfserving_json, v1, v1_json
 from tfgate.fronts.http.base import Converter, json_response, open_record
 from tfgate.inference import Inference
@@ -38,7 +45,11 @@ def _tf_serving_route(request: web.Request) -> bool:
 
 
 def _error(
-    request: web.Request, code: Code, message: str, status: int | None = None
+    request: web.Request,
+    code: Code,
+    message: str,
+    status: int | None = None,
+    retry_after: float | None = None,
 ) -> web.Response:
     if _tf_serving_route(request):
         http = status or tfserving_json.TFS_HTTP_STATUS[code.name]
@@ -47,6 +58,8 @@ def _error(
         body = v1_json.error_json(code, bounded(message))
         answer = json_response(body, status or errors.HTTP_STATUS[code])
     answer.headers.update(errors.HEADERS.get(code, {}))
+    if retry_after is not None:  # RFC 9110 section 10.2.3: whole seconds
+        answer.headers["Retry-After"] = str(retry_after_seconds(retry_after))
     return answer
 
 
@@ -87,7 +100,7 @@ class Middleware:
             response = await handler(request)
         except GatewayError as exc:
             record.done(exc)
-            return _error(request, exc.code, exc.message)
+            return _error(request, exc.code, exc.message, retry_after=exc.retry_after)
         except web.HTTPException as exc:  # aiohttp's own: no route, wrong method, too large
             if exc.status < 400:
                 raise
