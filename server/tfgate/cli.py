@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tfgate.config import Config
     from tfgate.plans.plan import Plans
 
 
@@ -39,6 +39,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     serve.add_argument("--grace-period", type=float, help="seconds in-flight calls get on SIGTERM")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    serve.add_argument("--log-format", help="text (default) or json: one JSON object per line")
 
 
 def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -139,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line, file=sys.stdout if healthy else sys.stderr)
         return 0 if healthy else 1
 
-    from tfgate import app, config
+    from tfgate import config
 
     # Before the settings are read: a misspelt variable may be why they are refused.
     for warning in config.unknown_variables(os.environ):
@@ -157,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "grace_period": args.grace_period,
                 "wait_for_backend": args.wait_for_backend,
                 "log_level": args.log_level,
+                "log_format": args.log_format,
             },
             os.environ,
             path,
@@ -166,10 +168,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"tfgate: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    return _serve(settings, plans)
+
+
+def _serve(settings: Config, plans: Plans) -> int:
+    from tfgate import app, config, logs
+
+    # Written by a thread of its own, so that a slow disk never stalls calls; stopped last, so
+    # that the shutdown's own lines are written too.
+    pipeline = logs.start(settings.log_level, settings.log_format)
     try:
         loop_factory = _loop_factory(settings.event_loop)
         with asyncio.Runner(loop_factory=loop_factory) as runner:
@@ -183,3 +190,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"tfgate: {exc}", file=sys.stderr)
         return 1
+    finally:
+        pipeline.stop()

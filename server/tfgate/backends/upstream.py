@@ -35,7 +35,7 @@ from google.protobuf.message import DecodeError, Message
 
 from tfgate.backends.admission import Limiter
 from tfgate.backends.budget import budget_for
-from tfgate.calls import Call
+from tfgate.calls import REQUEST_ID, Call
 from tfgate.config import Config
 from tfgate.errors import BadBackendAnswer, Code, DeadlineExceeded, Unavailable, from_backend
 from tfgate.tfs.tensorflow_serving.apis import (
@@ -182,18 +182,18 @@ class Upstream:
     async def get_model_metadata(
         self, request: get_model_metadata_pb2.GetModelMetadataRequest, call: Call
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        answer = await self._call(lambda r: r.prediction.GetModelMetadata, request, call.deadline)
+        answer = await self._call(lambda r: r.prediction.GetModelMetadata, request, call)
         return _parsed(answer, request.model_spec.name, "GetModelMetadataResponse")
 
     async def get_model_status(
         self, request: get_model_status_pb2.GetModelStatusRequest, call: Call
     ) -> get_model_status_pb2.GetModelStatusResponse:
-        answer = await self._call(lambda r: r.models.GetModelStatus, request, call.deadline)
+        answer = await self._call(lambda r: r.models.GetModelStatus, request, call)
         return _parsed(answer, request.model_spec.name, "GetModelStatusResponse")
 
     async def forward(self, path: str, request: bytes, call: Call) -> bytes:
         """Any TF Serving method, request and answer as serialized bytes."""
-        return await self._call(lambda r: r.raw(path), request, call.deadline)
+        return await self._call(lambda r: r.raw(path), request, call)
 
     async def probe(self, within: float) -> bool:
         """Whether any replica answers at all, within ``within`` seconds. No cap, no retries."""
@@ -222,13 +222,16 @@ class Upstream:
         self,
         method: Callable[[Replica], grpc.aio.UnaryUnaryMultiCallable[Any, _Resp]],
         request: Message | bytes,
-        deadline: float,
+        call: Call,
     ) -> _Resp:
+        deadline = call.deadline
+        # The call's id goes with every attempt, so that TF Serving's side can be matched up.
+        metadata = ((REQUEST_ID, call.request_id),) if call.request_id else None
         self.budget.record_call()
         # The first attempt runs outside tenacity: most calls succeed, and building the retry
         # loop costs more than the rest of tfgate's work on a small call.
         try:
-            return await self._attempt(method, request, deadline)
+            return await self._attempt(method, request, deadline, call, metadata)
         except grpc.aio.AioRpcError as exc:
             if exc.code() not in self._retryable:
                 raise _failed(exc) from None
@@ -246,7 +249,7 @@ class Upstream:
                         # push-back, budget, stop) judges it like any other.
                         failed, first = first, None
                         raise failed
-                    return await self._attempt(method, request, deadline)
+                    return await self._attempt(method, request, deadline, call, metadata)
         except grpc.aio.AioRpcError as exc:
             if loop.predicate.budget_spent:
                 raise Unavailable(
@@ -262,20 +265,24 @@ class Upstream:
         method: Callable[[Replica], grpc.aio.UnaryUnaryMultiCallable[Any, _Resp]],
         request: Message | bytes,
         deadline: float,
+        call: Call,
+        metadata: tuple[tuple[str, str], ...] | None,
     ) -> _Resp:
         if deadline - time.monotonic() <= 0:
             raise DeadlineExceeded("the deadline ran out before TF Serving could be called")
         async with self.limiter.slot(deadline):
             while True:
                 replica = await self._connected(deadline)
+                call.attempts += 1
                 try:
                     return await method(replica)(
-                        request, timeout=max(deadline - time.monotonic(), 0.001)
+                        request, timeout=max(deadline - time.monotonic(), 0.001), metadata=metadata
                     )
                 except grpc.aio.AioRpcError as exc:
                     if not _never_sent(exc):
                         raise
                 # The connection went after it was seen READY: not an attempt; wait again.
+                call.attempts -= 1
                 await asyncio.sleep(_RESEND_PAUSE)
 
     async def _connected(self, deadline: float) -> Replica:

@@ -16,6 +16,7 @@ import grpc
 
 from tfgate.calls import Call, Record
 from tfgate.errors import Unavailable
+from tfgate.fronts.grpc import metadata_of, send_request_id
 
 SHUTTING_DOWN: Final = "tfgate is shutting down; send the call to another instance"
 
@@ -54,7 +55,12 @@ class Drain:
 
         async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             if self.draining:
-                Record(Call(front, name, time.monotonic())).done(Unavailable(SHUTTING_DOWN))
+                credentials, rid = metadata_of(context)
+                call = Call(front, name, time.monotonic(), context.peer() or "", rid, credentials)
+                record = Record(call)
+                record.request_bytes = len(request) if isinstance(request, bytes) else 0
+                record.done(Unavailable(SHUTTING_DOWN))
+                await send_request_id(context, call)
                 await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
             self.open += 1
             self._idle.clear()

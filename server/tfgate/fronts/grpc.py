@@ -18,7 +18,7 @@ import grpc
 from google.protobuf.message import Message
 
 from tfgate import translate
-from tfgate.calls import NO_CREDENTIALS, Call, Credentials, Record
+from tfgate.calls import NO_CREDENTIALS, REQUEST_ID, Call, Credentials, Record, request_id
 from tfgate.domain import Predict
 from tfgate.errors import INTERNAL_MESSAGE, Code, GatewayError, ResourceExhausted, bounded
 from tfgate.fronts.v1 import parser, predict_of
@@ -39,26 +39,38 @@ Handler = Callable[[_Req, Call, Record], Awaitable[_Resp]]
 RawHandler = Callable[[bytes, Context], Awaitable[_Resp]]
 
 
-def credentials_of(context: Context) -> Credentials:
-    """The credentials in a call's metadata (``authorization``, ``x-api-key``), if any."""
+def metadata_of(context: Context) -> tuple[Credentials, str]:
+    """The call's credentials and its request id (the caller's ``x-request-id`` when sane, else
+    a new one), in one pass over its metadata."""
     authorization = api_key = ""
+    given: str | None = None
     for key, value in context.invocation_metadata() or ():
         if key == "authorization" and isinstance(value, str):
             authorization = value
         elif key == "x-api-key" and isinstance(value, str):
             api_key = value
-    if not authorization and not api_key:
-        return NO_CREDENTIALS
-    return Credentials(authorization, api_key)
+        elif key == REQUEST_ID and isinstance(value, str):
+            given = value
+    credentials = (
+        Credentials(authorization, api_key) if authorization or api_key else NO_CREDENTIALS
+    )
+    return credentials, request_id(given)
 
 
 def call_of(context: Context, front: str, method: str, default_timeout: float) -> Call:
-    """The Call for a gRPC call: its deadline, else ``default_timeout`` from now; its peer and
-    credentials."""
+    """The Call for a gRPC call: its deadline, else ``default_timeout`` from now; its peer,
+    credentials and request id."""
     # grpc.aio answers None when the caller set no deadline, whatever its stubs say.
     remaining = cast(float | None, context.time_remaining())
     deadline = time.monotonic() + (default_timeout if remaining is None else remaining)
-    return Call(front, method, deadline, context.peer() or "", credentials=credentials_of(context))
+    credentials, rid = metadata_of(context)
+    return Call(front, method, deadline, context.peer() or "", rid, credentials)
+
+
+async def send_request_id(context: Context, call: Call) -> None:
+    """Returns the call's id to its caller in the initial metadata, sent with the answer or
+    the error that follows."""
+    await context.send_initial_metadata(((REQUEST_ID, call.request_id),))
 
 
 @dataclass(frozen=True)
@@ -100,9 +112,11 @@ def rpc(
 
     def decorate(fn: Handler[_Req, _Resp]) -> RawHandler[_Resp]:
         async def wrapper(data: bytes, context: Context) -> _Resp:
-            record = Record(call_of(context, front, method, limits.default_timeout))
+            call = call_of(context, front, method, limits.default_timeout)
+            record = Record(call)
+            record.request_bytes = len(data)
             try:
-                response = await fn(parse(data), record.call, record)
+                response = await fn(parse(data), call, record)
                 size = _size(response)
                 if size > limits.max_send:
                     # grpc would refuse to send it after the log said OK: refused here instead.
@@ -112,6 +126,7 @@ def rpc(
                     )
             except GatewayError as exc:
                 record.done(exc)
+                await send_request_id(context, call)
                 await context.abort(STATUS[exc.code], bounded(exc.message))
             except asyncio.CancelledError:
                 record.done_with(_cancelled_code(context, limits))
@@ -119,8 +134,11 @@ def rpc(
             except Exception as exc:
                 logger.exception("%s failed", method)
                 record.done(exc)
+                await send_request_id(context, call)
                 await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+            record.response_bytes = size
             record.done()
+            await send_request_id(context, call)
             return response
 
         return wrapper
