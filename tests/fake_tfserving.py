@@ -301,7 +301,8 @@ class FakeTFServing(
     async def _enter(self, method: str, context: grpc.aio.ServicerContext) -> None:
         self.calls[method] += 1
         metadata = dict(context.invocation_metadata() or ())
-        self.request_ids.append(metadata.get("x-request-id"))
+        sent = metadata.get("x-request-id")
+        self.request_ids.append(sent if isinstance(sent, str) else None)
         if self.faults:
             code, message, trailers = self.faults.popleft()
             await context.abort(code, message, trailers)

@@ -254,8 +254,9 @@ async def test_a_missing_or_insane_request_id_is_replaced(
     except ValueError:  # aiohttp's client refuses to send a newline in a header
         answer = await call(http, "GET", "/v1/models/half_plus_two", None, {})
     # grpc's client sends printable ASCII only
-    sendable = given is not None and given.isascii() and given.isprintable()
-    metadata = (("x-request-id", given),) if sendable else ()
+    metadata: tuple[tuple[str, str], ...] = ()
+    if given is not None and given.isascii() and given.isprintable():
+        metadata = (("x-request-id", given),)
     grpc_call = http.stub.GetModel(
         inference_pb2.GetModelRequest(model="half_plus_two"), metadata=metadata
     )

@@ -1,0 +1,195 @@
+"""tfgate.logs: the writer thread, its bounded queue, and rate-limited warnings and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import queue
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import orjson
+import pytest
+
+from tests.conftest import Running
+from tfgate import logs
+from tfgate.v1 import inference_pb2
+
+T = inference_pb2.Tensor
+_SUPPRESSED = re.compile(r"(\d+) similar lines suppressed")
+
+
+def hp2() -> inference_pb2.PredictRequest:
+    return inference_pb2.PredictRequest(model="half_plus_two", inputs={"x": T(floats=[1.0])})
+
+
+class Blocked(logging.Handler):
+    """A writer stuck until ``unblock`` is set, as on a full or hung disk; keeps what it wrote."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unblock = threading.Event()
+        self.lines: list[str] = []
+        self.setFormatter(logs.formatter("text"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.unblock.wait(30)
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture
+def pipelines() -> Iterator[list[logs.LogPipeline]]:
+    """Pipelines a test starts, stopped after it even when it fails."""
+    started: list[logs.LogPipeline] = []
+    yield started
+    for pipeline in started:
+        if isinstance(pipeline.writer, Blocked):
+            pipeline.writer.unblock.set()
+        pipeline.stop()
+
+
+def _record(
+    message: str, *args: object, name: str = "tfgate.x", level: int = logging.ERROR
+) -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, message, args, None)
+
+
+@pytest.mark.asyncio
+async def test_a_stuck_writer_does_not_stall_calls(
+    gw: Running, pipelines: list[logs.LogPipeline]
+) -> None:
+    writer = Blocked()
+    pipeline = logs.LogPipeline(writer, "INFO")
+    pipeline.start()
+    pipelines.append(pipeline)
+    calls = 50
+    async with asyncio.timeout(10):  # with the writer stuck for 30 s
+        for _ in range(calls):
+            await gw.stub.Predict(hp2())
+    assert len(writer.lines) <= 1  # the writer holds at most the first line
+    writer.unblock.set()
+    pipeline.stop()
+    access = [line for line in writer.lines if " tfgate.access Predict " in line]
+    assert len(access) == calls
+
+
+def test_the_queue_is_bounded_and_says_how_many_lines_it_dropped(
+    pipelines: list[logs.LogPipeline],
+) -> None:
+    writer = Blocked()
+    pipeline = logs.LogPipeline(writer, "INFO", capacity=10)
+    pipeline.start()
+    pipelines.append(pipeline)
+    log = logging.getLogger("tfgate.test_logs")
+    for i in range(100):
+        log.info("line %d", i)
+    assert pipeline.queue.qsize() <= 10
+    assert pipeline.handler.dropped >= 80
+    writer.unblock.set()
+    pipeline.stop()  # the listener has written the queue: room again
+    pipeline.start()
+    log.info("after")
+    pipeline.stop()
+    dropped = [line for line in writer.lines if "log lines dropped" in line]
+    assert len(dropped) == 1 and dropped[0].index("dropped") < len(dropped[0])
+    count = int(dropped[0].split(" WARNING tfgate.logs ")[1].split()[0])
+    written = [line for line in writer.lines if " INFO tfgate.test_logs line " in line]
+    assert count + len(written) == 100
+    assert writer.lines[-1].endswith(" after")
+
+
+def test_repeated_errors_are_limited_per_cause_and_summarised() -> None:
+    now = [0.0]
+    limit = logs.RateLimit(burst=3, window=10.0, clock=lambda: now[0])
+    passed = [limit.filter(_record("TF Serving at %s is down", "a:1")) for _ in range(100)]
+    assert passed == [True] * 3 + [False] * 97
+    # Another cause, another logger and the access log are not limited by it.
+    assert limit.filter(_record("something else"))
+    assert limit.filter(_record("TF Serving at %s is down", "a:1", name="tfgate.y"))
+    access = _record("x", name="tfgate.access", level=logging.INFO)
+    assert all(limit.filter(access) for _ in range(10))
+    assert all(limit.filter(_record("info", level=logging.INFO)) for _ in range(10))
+    assert limit.pending() == [("tfgate.x", "TF Serving at %s is down", 97)]
+    now[0] = 12.0
+    later = _record("TF Serving at %s is down", "b:2")
+    assert limit.filter(later)
+    assert later.getMessage() == (
+        "TF Serving at b:2 is down (97 similar lines suppressed in the last 12 s)"
+    )
+    assert limit.pending() == []
+
+
+def test_tracebacks_are_one_cause_per_exception_type_and_place() -> None:
+    limit = logs.RateLimit(burst=2)
+
+    def failing(kind: type[Exception]) -> logging.LogRecord:
+        try:
+            raise kind("boom")
+        except Exception:
+            record = _record("%s failed", "Predict")
+            record.exc_info = sys.exc_info()
+            return record
+
+    assert [limit.filter(failing(KeyError)) for _ in range(4)] == [True, True, False, False]
+    assert limit.filter(failing(ValueError))
+
+
+def test_the_causes_tracked_are_bounded() -> None:
+    limit = logs.RateLimit(burst=1, max_causes=50)
+    for i in range(10_000):
+        limit.filter(_record(f"cause {i}"))  # a template per call: the worst case
+    assert len(limit._causes) == 50
+
+
+def test_json_lines_for_other_records() -> None:
+    try:
+        raise RuntimeError("bad")
+    except RuntimeError:
+        record = _record("%s failed", "Predict\n")
+        record.exc_info = sys.exc_info()
+    prepared = logs.BoundedQueueHandler(queue.Queue()).prepare(record)
+    line = logs.formatter("json").format(prepared)
+    data = orjson.loads(line)
+    assert set(data) == {"time", "level", "logger", "message", "traceback"}
+    assert data["message"] == "Predict\n failed" and "\n" not in line
+    assert data["level"] == "ERROR" and "RuntimeError: bad" in data["traceback"]
+
+
+@pytest.mark.asyncio
+async def test_a_flood_of_failing_calls_keeps_every_access_line_and_few_errors(
+    gw: Running, monkeypatch: pytest.MonkeyPatch, pipelines: list[logs.LogPipeline]
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(gw.gateway.inference, "predict", broken)
+    stream = io.StringIO()
+    pipeline = logs.start("INFO", "json", stream)
+    pipelines.append(pipeline)
+    calls, batch = 10_000, 250
+    started = time.monotonic()
+    for _ in range(calls // batch):
+        results = await asyncio.gather(
+            *(gw.stub.Predict(hp2()) for _ in range(batch)), return_exceptions=True
+        )
+        assert all(
+            isinstance(r, grpc.aio.AioRpcError) and r.code() == grpc.StatusCode.INTERNAL
+            for r in results
+        )
+    windows = 1 + int((time.monotonic() - started) // 10)  # the default window: 10 s
+    pipeline.stop()
+    lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    access = [line for line in lines if "request_id" in line]
+    errors = [line for line in lines if line.get("level") == "ERROR"]
+    assert len(access) == calls and all(line["code"] == "INTERNAL" for line in access)
+    assert 1 <= len(errors) <= 5 * windows
+    assert all("RuntimeError: a bug" in line["traceback"] for line in errors)
+    assert pipeline.handler.dropped == 0
+    # Every error is written or counted in a summary (the last one written by stop).
+    said = sum(int(n) for line in lines for n in _SUPPRESSED.findall(line.get("message", "")))
+    assert len(errors) + said == calls
