@@ -17,8 +17,9 @@ from tests.fake_tfserving import FakeTFServing
 from tests.http_client import Answer, call, start_http
 from tests.test_auth import ALPHA, keys_file
 from tests.test_passthrough import tf_predict
-from tfgate.calls import MAX_LOGGED, MAX_REQUEST_ID, new_request_id, request_id
+from tfgate.calls import MAX_LOGGED, MAX_REQUEST_ID, Call, Record, new_request_id, request_id
 from tfgate.config import Config
+from tfgate.errors import Code, NotFound
 from tfgate.logs import JsonFormatter, formatter
 from tfgate.policy.config import ClientRights, PolicyConfig
 from tfgate.tfs.tensorflow_serving.apis import prediction_service_pb2_grpc
@@ -302,3 +303,29 @@ async def test_the_text_format_is_the_default_and_unchanged(
     )
     line = formatter("text").format(record)
     assert line.endswith(" INFO tfgate.access " + record.getMessage())
+
+
+def _docs_examples() -> list[dict[str, Any]]:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    section = text.split("\n## Access log\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```json\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
+    return [orjson.loads(line) for block in blocks for line in block.splitlines()]
+
+
+def _emitted(front: str, failure: Exception | None) -> dict[str, Any]:
+    """What the JSON access log writes for a call on ``front``, ended by ``failure``."""
+    record = Record(Call(front, "Predict", 0.0, "127.0.0.1", "id"))
+    record.model, record.version = "m", 1
+    record.done(failure)
+    log = logging.LogRecord("tfgate.access", logging.INFO, __file__, 1, record, None, None)
+    return dict(orjson.loads(JsonFormatter().format(log)))
+
+
+async def test_the_docs_json_examples_have_the_keys_the_code_writes() -> None:
+    grpc_ok, http_failed = _docs_examples()
+    assert list(grpc_ok) == list(_emitted(grpc_ok["front"], None))
+    assert list(http_failed) == list(_emitted(http_failed["front"], NotFound("no such model")))
+    assert grpc_ok["front"] == "grpc" and http_failed["front"] == "tfs-http"
+    for example in (grpc_ok, http_failed):
+        assert _TIME.fullmatch(example["time"])
+        assert Code[example["code"]] and isinstance(example["attempts"], int)
