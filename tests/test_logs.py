@@ -5,20 +5,25 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 import queue
 import re
+import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import orjson
 import pytest
 
 from tests.conftest import Running
+from tests.fake_tfserving import FakeTFServing
+from tests.test_lifecycle import end, start_tfgate
 from tfgate import logs
-from tfgate.v1 import inference_pb2
+from tfgate.v1 import inference_pb2, inference_pb2_grpc
 
 T = inference_pb2.Tensor
 _SUPPRESSED = re.compile(r"(\d+) similar lines suppressed")
@@ -193,3 +198,24 @@ async def test_a_flood_of_failing_calls_keeps_every_access_line_and_few_errors(
     # Every error is written or counted in a summary (the last one written by stop).
     said = sum(int(n) for line in lines for n in _SUPPRESSED.findall(line.get("message", "")))
     assert len(errors) + said == calls
+
+
+@pytest.mark.asyncio
+async def test_tfgate_serve_writes_json_lines_to_the_last_one(
+    backend: FakeTFServing, tmp_path: Path
+) -> None:
+    log = tmp_path / "tfgate.log"
+    proc, port = start_tfgate(backend.target, log, "--log-format", "json", "--grace-period", "0")
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            await stub.Predict(hp2(), timeout=10, metadata=(("x-request-id", "proc-1"),))
+        os.kill(proc.pid, signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+    finally:
+        end(proc)
+    lines = [orjson.loads(line) for line in log.read_text().splitlines()]
+    access = [line for line in lines if line.get("request_id") == "proc-1"]
+    assert len(access) == 1 and access[0]["code"] == "OK" and access[0]["attempts"] == 2
+    # The shutdown's own line, logged just before the writer stops, was written.
+    assert any(line.get("message", "").startswith("shutting down") for line in lines)

@@ -2,6 +2,8 @@
 
 A front builds one ``Call`` per incoming request (its protocol's deadline, request id, peer) and
 records it in a ``Record``, which writes the one access-log line per call, whatever the front.
+The request id is the caller's ``x-request-id`` when sane (``request_id``), else a new one; the
+fronts return it to the caller and tfgate.backends.upstream sends it on to TF Serving.
 Policies that must apply to every front alike are steps here, not branches in a front.
 """
 

@@ -16,6 +16,9 @@ uses neither ``max_attempts`` nor the retry budget: every other UNAVAILABLE came
 that was up when the call was sent (e.g. "Socket closed" when TF Serving died with the call in
 flight), and only those are retried.
 
+Every attempt carries the call's id as ``x-request-id`` metadata, and is counted in
+``call.attempts`` for the access log (a call never sent is not an attempt).
+
 Replicas: ``backend`` may list several TF Serving replicas, each with its own channel; calls
 go round-robin over those not known to be down, and a retry goes to the next replica. A
 ``dns:///`` target is one channel whose addresses grpc balances round-robin.
