@@ -39,10 +39,12 @@ class Blocked(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self.unblock = threading.Event()
+        self.entered = threading.Event()  # set once it holds a line
         self.lines: list[str] = []
         self.setFormatter(logs.formatter("text"))
 
     def emit(self, record: logging.LogRecord) -> None:
+        self.entered.set()
         self.unblock.wait(30)
         self.lines.append(self.format(record))
 
@@ -91,21 +93,23 @@ def test_the_queue_is_bounded_and_says_how_many_lines_it_dropped(
     pipeline.start()
     pipelines.append(pipeline)
     log = logging.getLogger("tfgate.test_logs")
+    log.info("first")
+    assert writer.entered.wait(5)  # the writer is stuck with it
     for i in range(100):
         log.info("line %d", i)
-    assert pipeline.queue.qsize() <= 10
-    assert pipeline.handler.dropped >= 80
+    assert pipeline.queue.qsize() == 10
+    assert pipeline.handler.dropped == 90
     writer.unblock.set()
     pipeline.stop()  # the listener has written the queue: room again
     pipeline.start()
     log.info("after")
     pipeline.stop()
-    dropped = [line for line in writer.lines if "log lines dropped" in line]
-    assert len(dropped) == 1 and dropped[0].index("dropped") < len(dropped[0])
-    count = int(dropped[0].split(" WARNING tfgate.logs ")[1].split()[0])
+    assert writer.lines[0].endswith(" first") and writer.lines[-1].endswith(" after")
     written = [line for line in writer.lines if " INFO tfgate.test_logs line " in line]
-    assert count + len(written) == 100
-    assert writer.lines[-1].endswith(" after")
+    assert [line.rsplit(" ", 1)[1] for line in written] == [str(i) for i in range(10)]
+    (dropped,) = [line for line in writer.lines if "log lines dropped" in line]
+    assert " WARNING tfgate.logs 90 log lines dropped: " in dropped
+    assert writer.lines[-2] == dropped  # said before the next line written
 
 
 def test_repeated_errors_are_limited_per_cause_and_summarised() -> None:
