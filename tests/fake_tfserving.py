@@ -222,6 +222,8 @@ class FakeTFServing(
         self.models = default_models() if models is None else models
         self.tensor_content = tensor_content
         self.calls: collections.Counter[str] = collections.Counter()
+        # The x-request-id metadata of the latest calls (None: none sent), in arrival order.
+        self.request_ids: collections.deque[str | None] = collections.deque(maxlen=1000)
         self.faults: collections.deque[tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]] = (
             collections.deque()
         )
@@ -303,6 +305,9 @@ class FakeTFServing(
 
     async def _enter(self, method: str, context: grpc.aio.ServicerContext) -> None:
         self.calls[method] += 1
+        metadata = dict(context.invocation_metadata() or ())
+        sent = metadata.get("x-request-id")
+        self.request_ids.append(sent if isinstance(sent, str) else None)
         if self.faults:
             code, message, trailers = self.faults.popleft()
             await context.abort(code, message, trailers)

@@ -183,3 +183,18 @@ def test_streams_per_connection_set_the_servers_limits() -> None:
     assert wide["grpc.server.max_pending_requests_hard_limit"] == 4000
     with pytest.raises(ConfigError, match="max_streams_per_connection: must be at least 1"):
         Config(max_streams_per_connection=0)
+
+
+def test_log_format_from_the_file_the_environment_and_the_flag(tmp_path: Path) -> None:
+    path = tmp_path / "tfgate.toml"
+    path.write_text('log_format = "json"\n')
+    assert config.load({}, {}).log_format == "text"
+    assert config.load({}, {}, str(path)).log_format == "json"
+    assert config.load({}, {"TFGATE_LOG_FORMAT": "text"}, str(path)).log_format == "text"
+    env = {"TFGATE_LOG_FORMAT": "text"}
+    assert config.load({"log_format": "json"}, env, str(path)).log_format == "json"
+    with pytest.raises(ConfigError) as info:
+        config.load({}, {"TFGATE_LOG_FORMAT": "xml"})
+    assert str(info.value) == (
+        "log_format: expected text or json, got 'xml' (from environment variable TFGATE_LOG_FORMAT)"
+    )

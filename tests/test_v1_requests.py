@@ -275,6 +275,7 @@ async def test_a_deadline_grpc_ends_is_logged_as_deadline_exceeded(
 ) -> None:
     assert (await gw.stub.Predict(hp2())).version == 2  # the signatures are cached
     caplog.set_level(logging.INFO, logger="tfgate.access")
+    caplog.clear()
     backend.delay = 2.0
     await expect_error(gw.stub.Predict(hp2(), timeout=0.3), grpc.StatusCode.DEADLINE_EXCEEDED)
     await _until(lambda: _access(caplog))
@@ -287,6 +288,7 @@ async def test_calls_a_shutdown_ends_are_logged_as_unavailable(
     gw = await start_http(start_gateway, backend.target)
     assert (await gw.stub.Predict(hp2())).version == 2  # the signatures are cached
     caplog.set_level(logging.INFO, logger="tfgate.access")
+    caplog.clear()
     backend.delay = 5.0
     grpc_call = asyncio.ensure_future(gw.stub.Predict(hp2(), timeout=10))
     http_call = asyncio.ensure_future(

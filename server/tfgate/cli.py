@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tfgate.config import Config
     from tfgate.healthcheck import ClientTls
     from tfgate.plans.plan import Plans
 
@@ -45,6 +45,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument(
         "--tls-client-ca", help="PEM CA bundle: callers need a certificate it signed (mTLS)"
     )
+    serve.add_argument("--log-format", help="text (default) or json: one JSON object per line")
 
 
 def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -171,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line, file=sys.stdout if healthy else sys.stderr)
         return 0 if healthy else 1
 
-    from tfgate import app, config
+    from tfgate import config
 
     # Before the settings are read: a misspelt variable may be why they are refused.
     for warning in config.unknown_variables(os.environ):
@@ -192,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "tls_cert": args.tls_cert,
                 "tls_key": args.tls_key,
                 "tls_client_ca": args.tls_client_ca,
+                "log_format": args.log_format,
             },
             os.environ,
             path,
@@ -201,10 +203,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"tfgate: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    return _serve(settings, plans)
+
+
+def _serve(settings: Config, plans: Plans) -> int:
+    from tfgate import app, config, logs
+
+    # Written by a thread of its own, so that a slow disk never stalls calls; stopped last, so
+    # that the shutdown's own lines are written too.
+    pipeline = logs.start(settings.log_level, settings.log_format)
     try:
         loop_factory = _loop_factory(settings.event_loop)
         with asyncio.Runner(loop_factory=loop_factory) as runner:
@@ -218,3 +225,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"tfgate: {exc}", file=sys.stderr)
         return 1
+    finally:
+        pipeline.stop()

@@ -161,6 +161,9 @@ class Config:
     backend_tls_cert: str = ""
     backend_tls_key: str = ""
     backend_tls_server_name: str = ""
+    # "text": one line per call, ``Predict model=... code=OK ms=...``; "json": one JSON object
+    # per call (and per other log line), with its request id, sizes and attempts (tfgate.logs).
+    log_format: str = "text"
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # Who may call what: the file's [auth] and [clients.NAME] tables (tfgate.policy.config).
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -218,6 +221,8 @@ class Config:
             raise ConfigError(
                 f"log_level: expected DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}"
             )
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format: expected text or json, got {self.log_format!r}")
 
     @property
     def backends(self) -> tuple[str, ...]:

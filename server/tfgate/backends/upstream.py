@@ -16,6 +16,9 @@ uses neither ``max_attempts`` nor the retry budget: every other UNAVAILABLE came
 that was up when the call was sent (e.g. "Socket closed" when TF Serving died with the call in
 flight), and only those are retried.
 
+Every attempt carries the call's id as ``x-request-id`` metadata, and is counted in
+``call.attempts`` for the access log (a call never sent is not an attempt).
+
 Replicas: ``backend`` may list several TF Serving replicas, each with its own channel; calls
 go round-robin over those not known to be down, and a retry goes to the next replica. A
 ``dns:///`` target is one channel whose addresses grpc balances round-robin.
@@ -40,7 +43,7 @@ from google.protobuf.message import DecodeError, Message
 from tfgate import tls
 from tfgate.backends.admission import FairLimiter, Limiter
 from tfgate.backends.budget import budget_for
-from tfgate.calls import Call
+from tfgate.calls import REQUEST_ID, Call
 from tfgate.config import Config
 from tfgate.errors import BadBackendAnswer, Code, DeadlineExceeded, Unavailable, from_backend
 from tfgate.tfs.tensorflow_serving.apis import (
@@ -207,22 +210,18 @@ class Upstream:
     async def get_model_metadata(
         self, request: get_model_metadata_pb2.GetModelMetadataRequest, call: Call
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        answer = await self._call(
-            lambda r: r.prediction.GetModelMetadata, request, call.deadline, call.client
-        )
+        answer = await self._call(lambda r: r.prediction.GetModelMetadata, request, call)
         return _parsed(answer, request.model_spec.name, "GetModelMetadataResponse")
 
     async def get_model_status(
         self, request: get_model_status_pb2.GetModelStatusRequest, call: Call
     ) -> get_model_status_pb2.GetModelStatusResponse:
-        answer = await self._call(
-            lambda r: r.models.GetModelStatus, request, call.deadline, call.client
-        )
+        answer = await self._call(lambda r: r.models.GetModelStatus, request, call)
         return _parsed(answer, request.model_spec.name, "GetModelStatusResponse")
 
     async def forward(self, path: str, request: bytes, call: Call) -> bytes:
         """Any TF Serving method, request and answer as serialized bytes."""
-        return await self._call(lambda r: r.raw(path), request, call.deadline, call.client)
+        return await self._call(lambda r: r.raw(path), request, call)
 
     async def probe(self, within: float) -> bool:
         """Whether any replica answers at all, within ``within`` seconds. No cap, no retries."""
@@ -251,14 +250,16 @@ class Upstream:
         self,
         method: Callable[[Replica], grpc.aio.UnaryUnaryMultiCallable[Any, _Resp]],
         request: Message | bytes,
-        deadline: float,
-        client: str,
+        call: Call,
     ) -> _Resp:
+        deadline = call.deadline
+        # The call's id goes with every attempt, so that TF Serving's side can be matched up.
+        metadata = ((REQUEST_ID, call.request_id),) if call.request_id else None
         self.budget.record_call()
         # The first attempt runs outside tenacity: most calls succeed, and building the retry
         # loop costs more than the rest of tfgate's work on a small call.
         try:
-            return await self._attempt(method, request, deadline, client)
+            return await self._attempt(method, request, deadline, call, metadata)
         except grpc.aio.AioRpcError as exc:
             if exc.code() not in self._retryable:
                 raise _failed(exc) from None
@@ -276,7 +277,7 @@ class Upstream:
                         # push-back, budget, stop) judges it like any other.
                         failed, first = first, None
                         raise failed
-                    return await self._attempt(method, request, deadline, client)
+                    return await self._attempt(method, request, deadline, call, metadata)
         except grpc.aio.AioRpcError as exc:
             if loop.predicate.budget_spent:
                 raise Unavailable(
@@ -292,21 +293,24 @@ class Upstream:
         method: Callable[[Replica], grpc.aio.UnaryUnaryMultiCallable[Any, _Resp]],
         request: Message | bytes,
         deadline: float,
-        client: str,
+        call: Call,
+        metadata: tuple[tuple[str, str], ...] | None,
     ) -> _Resp:
         if deadline - time.monotonic() <= 0:
             raise DeadlineExceeded("the deadline ran out before TF Serving could be called")
-        async with self.limiter.slot(deadline, client):
+        async with self.limiter.slot(deadline, call.client):
             while True:
                 replica = await self._connected(deadline)
+                call.attempts += 1
                 try:
                     return await method(replica)(
-                        request, timeout=max(deadline - time.monotonic(), 0.001)
+                        request, timeout=max(deadline - time.monotonic(), 0.001), metadata=metadata
                     )
                 except grpc.aio.AioRpcError as exc:
                     if not _never_sent(exc):
                         raise
                 # The connection went after it was seen READY: not an attempt; wait again.
+                call.attempts -= 1
                 await asyncio.sleep(_RESEND_PAUSE)
 
     async def _connected(self, deadline: float) -> Replica:

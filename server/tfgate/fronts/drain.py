@@ -16,6 +16,7 @@ import grpc
 
 from tfgate.calls import Call, Record
 from tfgate.errors import Unavailable
+from tfgate.fronts.grpc import id_trailer, metadata_of
 
 SHUTTING_DOWN: Final = "tfgate is shutting down; send the call to another instance"
 
@@ -54,8 +55,12 @@ class Drain:
 
         async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             if self.draining:
-                Record(Call(front, name, time.monotonic())).done(Unavailable(SHUTTING_DOWN))
-                await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+                credentials, rid = metadata_of(context)
+                call = Call(front, name, time.monotonic(), context.peer() or "", rid, credentials)
+                record = Record(call)
+                record.request_bytes = len(request) if isinstance(request, bytes) else 0
+                record.done(Unavailable(SHUTTING_DOWN))
+                await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN, id_trailer(call))
             self.open += 1
             self._idle.clear()
             try:

@@ -18,7 +18,7 @@ import grpc
 from google.protobuf.message import Message
 
 from tfgate import tls, translate
-from tfgate.calls import NO_CREDENTIALS, Call, Credentials, Record
+from tfgate.calls import NO_CREDENTIALS, REQUEST_ID, Call, Credentials, Record, request_id
 from tfgate.domain import Predict
 from tfgate.errors import (
     INTERNAL_MESSAGE,
@@ -47,29 +47,43 @@ Handler = Callable[[_Req, Call, Record], Awaitable[_Resp]]
 RawHandler = Callable[[bytes, Context], Awaitable[_Resp]]
 
 
-def credentials_of(context: Context, peer_identity: bool = False) -> Credentials:
-    """The credentials in a call's metadata (``authorization``, ``x-api-key``), if any; and,
-    with ``peer_identity``, when it sent neither, its verified client certificate's name."""
+def metadata_of(context: Context, peer_identity: bool = False) -> tuple[Credentials, str]:
+    """The call's credentials and its request id (the caller's ``x-request-id`` when sane, else
+    a new one), in one pass over its metadata; with ``peer_identity``, a caller that sent no
+    token is its verified client certificate's name."""
     authorization = api_key = ""
+    given: str | None = None
     for key, value in context.invocation_metadata() or ():
         if key == "authorization" and isinstance(value, str):
             authorization = value
         elif key == "x-api-key" and isinstance(value, str):
             api_key = value
+        elif key == REQUEST_ID and isinstance(value, str):
+            given = value
     if authorization or api_key:
-        return Credentials(authorization, api_key)
-    identity = tls.peer_identity_grpc(context) if peer_identity else None
-    return NO_CREDENTIALS if identity is None else Credentials(tls_identity=identity)
+        credentials = Credentials(authorization, api_key)
+    else:
+        identity = tls.peer_identity_grpc(context) if peer_identity else None
+        credentials = NO_CREDENTIALS if identity is None else Credentials(tls_identity=identity)
+    return credentials, request_id(given)
 
 
 def call_of(context: Context, front: str, method: str, limits: Limits) -> Call:
-    """The Call for a gRPC call: its deadline, else the default timeout from now; its peer and
-    credentials."""
+    """The Call for a gRPC call: its deadline, else the default timeout from now; its peer,
+    credentials and request id."""
     # grpc.aio answers None when the caller set no deadline, whatever its stubs say.
     remaining = cast(float | None, context.time_remaining())
     deadline = time.monotonic() + (limits.default_timeout if remaining is None else remaining)
-    credentials = credentials_of(context, limits.peer_identity)
-    return Call(front, method, deadline, context.peer() or "", credentials=credentials)
+    credentials, rid = metadata_of(context, limits.peer_identity)
+    return Call(front, method, deadline, context.peer() or "", rid, credentials)
+
+
+def id_trailer(call: Call) -> tuple[tuple[str, str], ...]:
+    """The call's id, returned to its caller in the trailing metadata of the answer or of the
+    error. Not in the initial metadata: a gRPC client that has received headers has committed
+    the call and no longer retries it, so that a refusal sent after them would never be retried
+    (nor its ``grpc-retry-pushback-ms`` obeyed)."""
+    return ((REQUEST_ID, call.request_id),)
 
 
 @dataclass(frozen=True)
@@ -126,9 +140,11 @@ def rpc(
 
     def decorate(fn: Handler[_Req, _Resp]) -> RawHandler[_Resp]:
         async def wrapper(data: bytes, context: Context) -> _Resp:
-            record = Record(call_of(context, front, method, limits))
+            call = call_of(context, front, method, limits)
+            record = Record(call)
+            record.request_bytes = len(data)
             try:
-                response = await fn(parse(data), record.call, record)
+                response = await fn(parse(data), call, record)
                 size = _size(response)
                 if size > limits.max_send:
                     # grpc would refuse to send it after the log said OK: refused here instead.
@@ -138,15 +154,18 @@ def rpc(
                     )
             except GatewayError as exc:
                 record.done(exc)
-                await context.abort(STATUS[exc.code], bounded(exc.message), trailers_of(exc))
+                trailers = trailers_of(exc) + id_trailer(call)
+                await context.abort(STATUS[exc.code], bounded(exc.message), trailers)
             except asyncio.CancelledError:
                 record.done_with(_cancelled_code(context, limits))
                 raise
             except Exception as exc:
                 logger.exception("%s failed", method)
                 record.done(exc)
-                await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+                await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, id_trailer(call))
+            record.response_bytes = size
             record.done()
+            context.set_trailing_metadata(id_trailer(call))
             return response
 
         return wrapper

@@ -21,7 +21,7 @@ from typing import Final
 
 from aiohttp import web
 
-from tfgate.calls import Record, loggable
+from tfgate.calls import REQUEST_ID, Record, loggable
 from tfgate.config import Config
 from tfgate.errors import (
     INTERNAL_MESSAGE,
@@ -99,26 +99,36 @@ class Middleware:
         try:
             response = await handler(request)
         except GatewayError as exc:
-            record.done(exc)
-            return _error(request, exc.code, exc.message, retry_after=exc.retry_after)
+            answer = _error(request, exc.code, exc.message, retry_after=exc.retry_after)
+            return _finish(record, answer, exc)
         except web.HTTPException as exc:  # aiohttp's own: no route, wrong method, too large
             if exc.status < 400:
                 raise
             code = errors.CODE_OF_STATUS.get(exc.status, Code.INVALID_ARGUMENT)
-            record.done(_Refused(code, exc.text or exc.reason))
             answer = _error(request, code, exc.text or exc.reason, exc.status)
             if exc.status == 405:
                 answer.headers["Allow"] = exc.headers.get("Allow", "")
-            return answer
+            return _finish(record, answer, _Refused(code, exc.text or exc.reason))
         except asyncio.CancelledError as exc:  # the client went away (handler_cancellation)
             record.done_with(Code.UNAVAILABLE if self.stopping else code_of(exc))
             raise
         except Exception as exc:
             logger.exception("HTTP %s %s failed", loggable(request.method), loggable(request.path))
-            record.done(exc)
-            return _error(request, Code.INTERNAL, INTERNAL_MESSAGE)
-        record.done(None)
-        return response
+            return _finish(record, _error(request, Code.INTERNAL, INTERNAL_MESSAGE), exc)
+        return _finish(record, response, None)
+
+
+def _finish(
+    record: Record, answer: web.StreamResponse, exc: BaseException | None
+) -> web.StreamResponse:
+    """The answer, with the call's id in its ``x-request-id`` header, once the access log has
+    its status and size."""
+    answer.headers[REQUEST_ID] = record.call.request_id
+    record.http_status = answer.status
+    if isinstance(answer, web.Response) and isinstance(answer.body, bytes):
+        record.response_bytes = len(answer.body)
+    record.done(exc)
+    return answer
 
 
 class _Refused(GatewayError):

@@ -19,7 +19,7 @@ from typing import Final, TypeVar
 from aiohttp import web
 
 from tfgate import tls
-from tfgate.calls import NO_CREDENTIALS, Call, Credentials, Record, loggable
+from tfgate.calls import NO_CREDENTIALS, REQUEST_ID, Call, Credentials, Record, loggable, request_id
 from tfgate.errors import Cancelled, DeadlineExceeded, InvalidArgument
 
 RECORD_KEY: Final = web.RequestKey("tfgate.record", Record)
@@ -36,9 +36,11 @@ def json_response(body: bytes, status: int = 200) -> web.Response:
 
 
 def open_record(request: web.Request, front: str, default_timeout: float) -> Record:
-    """The Record of a call not yet routed: ``METHOD PATH`` until a route names it."""
+    """The Record of a call not yet routed: ``METHOD PATH`` until a route names it; its Call
+    has its peer and its request id (the caller's ``x-request-id`` when sane, else a new one)."""
     method = f"{loggable(request.method)} {loggable(request.path)}"
-    call = Call(front, method, time.monotonic() + default_timeout)
+    rid = request_id(request.headers.get(REQUEST_ID))
+    call = Call(front, method, time.monotonic() + default_timeout, request.remote or "", rid)
     record = Record(call)
     request[RECORD_KEY] = record
     return record
@@ -63,8 +65,6 @@ def begin(request: web.Request, method: str, model: str) -> Record:
             )
         timeout = min(int(match.group(1)) * _UNITS[match.group(2)], _LONGEST)
         deadline = time.monotonic() + timeout
-    peer = request.remote or ""
-    request_id = request.headers.get("x-request-id", "")
     headers = request.headers
     authorization, api_key = headers.get("Authorization", ""), headers.get("X-API-Key", "")
     if authorization or api_key:
@@ -72,7 +72,7 @@ def begin(request: web.Request, method: str, model: str) -> Record:
     else:  # a verified client certificate's name, if the connection has one (mutual TLS)
         identity = tls.peer_identity_http(request)
         credentials = NO_CREDENTIALS if identity is None else Credentials(tls_identity=identity)
-    record.call = Call(opened.front, method, deadline, peer, request_id, credentials)
+    record.call = Call(opened.front, method, deadline, opened.peer, opened.request_id, credentials)
     return record
 
 
@@ -83,9 +83,13 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(limit, request.content_length)
     try:
-        return await request.read()
+        body = await request.read()
     except ConnectionResetError:
         raise Cancelled("the client closed the connection while sending its body") from None
+    record = request.get(RECORD_KEY)
+    if record is not None:
+        record.request_bytes = len(body)
+    return body
 
 
 _T = TypeVar("_T")
