@@ -318,10 +318,10 @@ class Made:
         return (self.folder / "demo.key").read_text()
 
 
-def make_secrets(folder: Path) -> str:
+def make_secrets(folder: Path, cwd: Path = ROOT) -> str:
     done = subprocess.run(
         ["bash", str(SCRIPT), str(folder)],
-        cwd=ROOT,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
@@ -400,6 +400,20 @@ def test_the_script_keeps_what_exists(tmp_path: Path) -> None:
     for kept in ("ca.pem", "ca.key", "demo.key", "keys.toml"):
         assert (folder / kept).read_bytes() == before[kept], kept
     assert verify(folder).returncode == 0
+
+
+def test_deployment_md_shows_the_commands_the_script_prints(tmp_path: Path) -> None:
+    # Run from a folder of its own, the script shows its paths as deploy/secrets/..., as
+    # `make compose-secrets` does from the repository.
+    printed = make_secrets(tmp_path / "deploy" / "secrets", cwd=tmp_path)
+    calls = printed.split("Call it as the client demo", 1)[1].split("\n", 1)[1].strip("\n")
+    assert "deploy/secrets/ca.pem" in calls
+    commands = "\n".join(line.removeprefix("  ") for line in calls.splitlines())
+    doc = (ROOT / "docs" / "deployment.md").read_text()
+    section = doc.split("## The secure stack", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    assert commands in section
+    assert "make compose-secrets" in section
+    assert "docker compose -f docker-compose.yml -f docker-compose.secure.yml up" in section
 
 
 @dataclass(frozen=True)
@@ -558,11 +572,43 @@ def test_the_secure_stack_short_of_docker(
         status, _, body = curl(f"http://127.0.0.1:{started.http_port}/healthz")
         assert status == 0, body
 
+        check_grpc_without_a_key(ca, started.grpc_port)
         check_the_healthcheck(container, secure, started.grpc_port)
         check_the_printed_commands(made, started)
         assert made.key() not in log.read_text()
     finally:
         stop(started.process)
+
+
+def check_grpc_without_a_key(ca: str, port: int) -> None:
+    """Over gRPC: reflection answers without a key (over TLS), Predict does not."""
+
+    def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [grpcurl_binary(), "-cacert", ca, "-max-time", "10", *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    listed = grpcurl(f"localhost:{port}", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "tfgate.v1.InferenceService" in listed.stdout.split()
+    data = '{"model": "half_plus_two", "inputs": {"x": {"floats": [1]}}}'
+    refused = grpcurl("-d", data, f"localhost:{port}", "tfgate.v1.InferenceService/Predict")
+    assert refused.returncode != 0
+    assert "Code: Unauthenticated" in refused.stderr and "Message: missing" in refused.stderr, (
+        refused.stderr
+    )
+    plain = subprocess.run(
+        [grpcurl_binary(), "-plaintext", "-max-time", "5", f"127.0.0.1:{port}", "list"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert plain.returncode != 0, plain.stdout
 
 
 def check_the_healthcheck(container: Container, secure: dict[str, Any], port: int) -> None:
