@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TFS_PIN := requirements/tfserving.txt
 
-.PHONY: all venv gen protos check-gen lint test run bench models clean
+.PHONY: all venv gen protos check-gen lint test run bench models compose-secrets clean
 
 all: test
 
@@ -56,6 +56,11 @@ models: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run
+
+# deploy/secrets/ for docker-compose.secure.yml: a CA, tfgate's certificate, an API key and
+# its key file, the config with [auth] on (docs/deployment.md). Needs only bash and openssl.
+compose-secrets:
+	scripts/compose_secrets.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info
