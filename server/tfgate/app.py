@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import signal
 import socket
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import grpc
@@ -29,13 +31,14 @@ from grpc_reflection.v1alpha import reflection
 from tfgate.backends.upstream import Upstream
 from tfgate.calls import Call
 from tfgate.catalog import Catalog
-from tfgate.config import Config
+from tfgate.config import Config, ConfigError
 from tfgate.fronts import passthrough
 from tfgate.fronts.drain import Drain
 from tfgate.fronts.grpc import SERVICE_NAME, InferenceServicer, Limits
 from tfgate.fronts.passthrough import PassThrough
 from tfgate.inference import Inference
 from tfgate.plans.plan import Plans
+from tfgate.policy.config import PolicyError
 from tfgate.policy.gate import Gate
 from tfgate.tls import Certificates
 from tfgate.translate import Selector
@@ -108,8 +111,16 @@ def _check_free(address: str, setting: str) -> None:
 class Gateway:
     """One tfgate server. ``start`` binds and returns the port; ``stop`` drains and closes."""
 
-    def __init__(self, config: Config, plans: Plans | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        plans: Plans | None = None,
+        reread: Callable[[], Config] | None = None,
+    ) -> None:
         self.config = config
+        # How a SIGHUP gets the settings again (the config file read anew), if it can.
+        self._reread = reread
+        self._reloading: asyncio.Task[None] | None = None
         # Its keys file first: it may be refused.
         gate = Gate.from_config(config.policy, limits=config.limits)
         # Read (and checked) before anything opens: a bad certificate stops tfgate at once.
@@ -200,10 +211,46 @@ class Gateway:
                 f"cannot listen on {self.config.listen} (listen): address in use or not local"
             )
 
-    def reload(self) -> None:
-        """Re-reads what may change without a restart (SIGHUP): the TLS certificates."""
+    def reload(self) -> asyncio.Task[None] | None:
+        """Re-reads what may change without a restart (SIGHUP): the TLS certificates; and, when
+        the gateway knows how to read its settings again, the keys, clients, JWT keys and rate
+        limits (``reload_policy``, in a task of its own, returned)."""
         if self.certificates is not None:
             self.certificates.reload()
+        if self._reread is None or self._stopping:
+            return None
+        previous = self._reloading
+        self._reloading = asyncio.get_running_loop().create_task(self._reload_after(previous))
+        return self._reloading
+
+    async def _reload_after(self, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:  # one reload at a time, in the order of the signals
+            await asyncio.gather(previous, return_exceptions=True)
+        await self.reload_policy()
+
+    async def reload_policy(self) -> None:
+        """Reads the settings again and puts the new keys, clients and limits in force for the
+        calls that come next; calls in flight finish under the gate they began with. Settings
+        that do not validate are refused with one warning, and the previous ones stay."""
+        assert self._reread is not None
+        try:
+            fresh = self._reread()
+            gate = Gate.from_config(fresh.policy, limits=fresh.limits)
+            await gate.start()
+        except (ConfigError, PolicyError, OSError, ValueError) as exc:
+            logger.warning("reload refused, the previous settings stay in force: %s", exc)
+            return
+        old, self.inference.gate = self.inference.gate, gate
+        later = restart_only(self.config, fresh)
+        self.config = dataclasses.replace(self.config, policy=fresh.policy, limits=fresh.limits)
+        logger.info(
+            "reload: keys, clients and limits read again (%d clients)", len(fresh.policy.clients)
+        )
+        if later:
+            logger.warning(
+                "reload: %s changed; that takes effect at a restart", ", ".join(sorted(later))
+            )
+        await old.close()
 
     def ready(self) -> bool:
         """Whether tfgate should get traffic: TF Serving answers and no shutdown has begun."""
@@ -239,6 +286,8 @@ class Gateway:
         """Turns NOT_SERVING and refuses new calls, while health keeps answering; lets in-flight
         calls finish within grace, cancels the rest (one log line), then closes."""
         self._stopping = True
+        if self._reloading is not None:
+            await asyncio.gather(self._reloading, return_exceptions=True)
         self.drain.begin()
         await self.health.enter_graceful_shutdown()
         if self._monitor is not None:
@@ -273,13 +322,31 @@ class Gateway:
         await http.stop(grace)
 
 
-async def serve(config: Config, plans: Plans | None = None) -> int:
-    """Runs until SIGTERM or SIGINT, then shuts down gracefully; returns the exit status."""
+def restart_only(old: Config, new: Config) -> list[str]:
+    """The settings a reload does not apply that ``new`` changes: every one but the keys,
+    clients and rate limits (of which the fair share and tls_identity need a restart too)."""
+    changed = [
+        f.name
+        for f in dataclasses.fields(Config)
+        if f.name not in ("policy", "limits") and getattr(old, f.name) != getattr(new, f.name)
+    ]
+    if old.limits.client_share != new.limits.client_share:
+        changed.append("limits.client_share")
+    if old.policy.tls_identity != new.policy.tls_identity:
+        changed.append("auth.tls_identity")
+    return changed
+
+
+async def serve(
+    config: Config, plans: Plans | None = None, reread: Callable[[], Config] | None = None
+) -> int:
+    """Runs until SIGTERM or SIGINT, then shuts down gracefully; returns the exit status.
+    SIGHUP re-reads the certificates and, with ``reread``, the keys, clients and limits."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    gateway = Gateway(config, plans)
+    gateway = Gateway(config, plans, reread)
     port = await gateway.start()
     loop.add_signal_handler(signal.SIGHUP, gateway.reload)
     host = config.listen.rsplit(":", 1)[0]

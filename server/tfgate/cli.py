@@ -180,33 +180,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         path = config.config_path(args.config, os.environ)
         file_data = config.read_file(path) if path else {}
-        settings = config.load(
-            {
-                "listen": args.listen,
-                "http_listen": args.http_listen,
-                "backend": args.backend,
-                "max_concurrency": args.max_concurrency,
-                "default_timeout": args.default_timeout,
-                "grace_period": args.grace_period,
-                "wait_for_backend": args.wait_for_backend,
-                "log_level": args.log_level,
-                "tls_cert": args.tls_cert,
-                "tls_key": args.tls_key,
-                "tls_client_ca": args.tls_client_ca,
-                "log_format": args.log_format,
-            },
-            os.environ,
-            path,
-            file_data,
-        )
+        flags = {
+            "listen": args.listen,
+            "http_listen": args.http_listen,
+            "backend": args.backend,
+            "max_concurrency": args.max_concurrency,
+            "default_timeout": args.default_timeout,
+            "grace_period": args.grace_period,
+            "wait_for_backend": args.wait_for_backend,
+            "log_level": args.log_level,
+            "tls_cert": args.tls_cert,
+            "tls_key": args.tls_key,
+            "tls_client_ca": args.tls_client_ca,
+            "log_format": args.log_format,
+        }
+        settings = config.load(flags, os.environ, path, file_data)
         plans = _plans(path, file_data)
     except config.ConfigError as exc:
         print(f"tfgate: configuration error: {exc}", file=sys.stderr)
         return 2
-    return _serve(settings, plans)
+    environ = dict(os.environ)
+
+    def reread() -> Config:  # on SIGHUP: the file read anew, with the same flags and variables
+        return config.load(flags, environ, path)
+
+    return _serve(settings, plans, reread)
 
 
-def _serve(settings: Config, plans: Plans) -> int:
+def _serve(settings: Config, plans: Plans, reread: Callable[[], Config]) -> int:
     from tfgate import app, config, logs
 
     # Written by a thread of its own, so that a slow disk never stalls calls; stopped last, so
@@ -215,7 +216,7 @@ def _serve(settings: Config, plans: Plans) -> int:
     try:
         loop_factory = _loop_factory(settings.event_loop)
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(app.serve(settings, plans))
+            return runner.run(app.serve(settings, plans, reread))
     except config.ConfigError as exc:  # a [models.NAME] section that does not fit its model
         print(f"tfgate: configuration error: {exc}", file=sys.stderr)
         return 2
