@@ -21,6 +21,7 @@ import pytest_asyncio
 
 from tests.conftest import Running, StartGateway
 from tests.fake_tfserving import FakeTFServing
+from tests.http_client import call
 from tests.test_limits_e2e import key, policy
 from tests.test_passthrough import tf_predict
 from tfgate.errors import RateLimited
@@ -174,7 +175,9 @@ async def test_a_redis_that_goes_away_fails_no_call(
     limits = LimitsConfig(
         clients={"a": ClientLimits(Rate(200, 400))}, redis=redis_server.url, redis_timeout=0.05
     )
-    gw = await start_gateway(backend.target, policy=policy(tmp_path), limits=limits)
+    gw = await start_gateway(
+        backend.target, policy=policy(tmp_path), limits=limits, http_listen="127.0.0.1:0"
+    )
     shared = gw.gateway.inference.gate.shared
     assert shared is not None
     stub = prediction_service_pb2_grpc.PredictionServiceStub(gw.channel)
@@ -195,9 +198,11 @@ async def test_a_redis_that_goes_away_fails_no_call(
     callers = asyncio.gather(*(caller() for _ in range(4)))
     await asyncio.sleep(0.2)
     assert sharing(shared)
+    assert (await call(gw, "GET", "/readyz")).json() == {"status": "ready", "rate_limits": "shared"}
     redis_server.signal(signal.SIGSTOP)  # answers nothing: each try waits out the timeout
     await asyncio.sleep(0.3)
     assert not sharing(shared)
+    assert (await call(gw, "GET", "/readyz")).json() == {"status": "ready", "rate_limits": "local"}
     redis_server.signal(signal.SIGCONT)
     redis_server.kill()  # gone: connections refused
     await asyncio.sleep(0.3)

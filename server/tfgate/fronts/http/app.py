@@ -155,6 +155,7 @@ class HttpFront:
         """``ssl_context``: TLS only, with this context (tfgate.tls loads new certificates
         into it in place)."""
         self._config = config
+        self._inference = inference
         self._ssl = ssl_context
         self._ready = ready
         self._runner: web.AppRunner | None = None
@@ -174,9 +175,15 @@ class HttpFront:
         return json_response(b'{"status":"ok"}')
 
     async def _readyz(self, request: web.Request) -> web.Response:
+        # With [limits] redis: whether the limits are shared now, or counted here alone. Never
+        # a reason to be unready: a Redis that is down fails no call.
+        shared = self._inference.gate.shared
+        note = b""
+        if shared is not None:
+            note = b',"rate_limits":"shared"' if shared.shared else b',"rate_limits":"local"'
         if self._ready():
-            return json_response(b'{"status":"ready"}')
-        return json_response(b'{"status":"not ready"}', 503)
+            return json_response(b'{"status":"ready"' + note + b"}")
+        return json_response(b'{"status":"not ready"' + note + b"}", 503)
 
     async def start(self) -> int:
         host, _, port = self._config.http_listen.rpartition(":")
