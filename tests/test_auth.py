@@ -262,6 +262,54 @@ async def test_probes_and_health_stay_open(gw: Running) -> None:
     )
 
 
+@pytest.mark.parametrize("closed", ["health", "reflection", "probes"])
+async def test_open_services_can_be_closed(
+    backend: FakeTFServing, start_gateway: StartGateway, tmp_path: Path, closed: str
+) -> None:
+    """``[auth] open`` without a service: its callers need a key too; the others stay open."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    open_ = tuple(s for s in ("health", "reflection", "probes") if s != closed)
+    policy = PolicyConfig(True, keys_file(tmp_path / "keys.toml"), clients=CLIENTS, open=open_)
+    gw = await start_gateway(backend.target, http_listen="127.0.0.1:0", policy=policy)
+    good = (("authorization", f"Bearer {ALPHA}"),)
+
+    async def health(metadata: tuple[tuple[str, str], ...]) -> object:
+        stub = health_pb2_grpc.HealthStub(gw.channel)
+        request = health_pb2.HealthCheckRequest()
+        return await stub.Check(request, metadata=metadata, timeout=5)  # type: ignore[attr-defined]
+
+    async def reflection(metadata: tuple[tuple[str, str], ...]) -> object:
+        stub = reflection_pb2_grpc.ServerReflectionStub(gw.channel)  # type: ignore[arg-type]
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        answers = stub.ServerReflectionInfo(iter([request]), metadata=metadata, timeout=5)  # type: ignore[operator]
+        return [answer async for answer in answers]
+
+    async def probes(metadata: tuple[tuple[str, str], ...]) -> object:
+        answer = await call(gw, "GET", "/healthz", headers=dict(metadata))
+        if answer.status == 401:
+            assert answer.headers["WWW-Authenticate"] == 'Bearer realm="tfgate"'
+            raise PermissionError(answer.body.decode())
+        assert answer.status == 200, answer.body
+        return answer
+
+    services = {"health": health, "reflection": reflection, "probes": probes}
+    for name, ask in services.items():
+        if name != closed:
+            await ask(())  # open: no key needed
+            continue
+        for bad, reason in (((), "missing"), ((("authorization", "Bearer nope-nope"),), "invalid")):
+            with pytest.raises((grpc.aio.AioRpcError, PermissionError)) as info:
+                await ask(bad)
+            if isinstance(info.value, grpc.aio.AioRpcError):
+                assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+                assert info.value.details() == reason
+            else:
+                assert reason in str(info.value)
+        await ask(good)
+
+
 async def test_auth_is_off_by_default(backend: FakeTFServing, start_gateway: StartGateway) -> None:
     open_gw = await start_gateway(backend.target)
     assert not open_gw.gateway.config.policy.enabled

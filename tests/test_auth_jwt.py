@@ -203,6 +203,8 @@ async def test_jwks_url_keys_serve_the_gateway(
         ({"jwt": {"jwks_file": "x", "audiences": "a"}}, "auth.jwt.audiences: unknown setting"),
         ({"jwt": {"jwks_file": "x", "algorithms": ["none"]}}, "'none' is refused"),
         ({"jwt": "x"}, r"auth.jwt: must be a table"),
+        ({"open": ["health", "metrics"]}, r"auth.open: 'metrics' is not one of health"),
+        ({"open": "health"}, r"auth.open: expected list"),
     ],
 )
 def test_bad_jwt_tables_are_refused_naming_the_setting(table: dict[str, Any], message: str) -> None:

@@ -34,7 +34,7 @@ from tfgate.catalog import Catalog
 from tfgate.config import Config, ConfigError
 from tfgate.fronts import passthrough
 from tfgate.fronts.drain import Drain
-from tfgate.fronts.grpc import SERVICE_NAME, InferenceServicer, Limits
+from tfgate.fronts.grpc import SERVICE_NAME, ClosedServices, InferenceServicer, Limits
 from tfgate.fronts.passthrough import PassThrough
 from tfgate.inference import Inference
 from tfgate.plans.plan import Plans
@@ -132,7 +132,11 @@ class Gateway:
         )
         self.health = health.aio.HealthServicer()
         self.backend_up = False
-        self._server = grpc.aio.server(options=server_options(config))
+        closed = [name for name in ("health", "reflection") if gate.closed(name)]
+        interceptors = (
+            [ClosedServices(lambda: self.inference.gate, tuple(closed))] if closed else []
+        )
+        self._server = grpc.aio.server(options=server_options(config), interceptors=interceptors)
         self.drain = Drain()
         self._monitor: asyncio.Task[None] | None = None
         self._stopping = False
@@ -334,6 +338,9 @@ def restart_only(old: Config, new: Config) -> list[str]:
         changed.append("limits.client_share")
     if old.policy.tls_identity != new.policy.tls_identity:
         changed.append("auth.tls_identity")
+    grpc_open = {"health", "reflection"}
+    if set(old.policy.open) & grpc_open != set(new.policy.open) & grpc_open:
+        changed.append("auth.open (health, reflection)")
     return changed
 
 

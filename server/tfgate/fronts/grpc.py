@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeAlias, TypeVar, cast
 
 import grpc
 from google.protobuf.message import Message
@@ -25,12 +25,14 @@ from tfgate.errors import (
     Code,
     GatewayError,
     ResourceExhausted,
+    Unauthenticated,
     bounded,
     retry_after_ms,
     retry_after_seconds,
 )
 from tfgate.fronts.v1 import parser, predict_of
 from tfgate.inference import Inference
+from tfgate.policy.gate import Gate
 from tfgate.v1 import inference_pb2
 
 logger = logging.getLogger(__name__)
@@ -212,3 +214,56 @@ class InferenceServicer:
                 ),
             },
         )
+
+
+_Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic in the stubs only
+# The services ``[auth] open`` may leave out, by their methods' prefix.
+_SERVICE_PREFIXES: Final = {
+    "health": ("/grpc.health.v1.Health/",),
+    "reflection": (
+        "/grpc.reflection.v1alpha.ServerReflection/",
+        "/grpc.reflection.v1.ServerReflection/",
+    ),
+}
+
+
+class ClosedServices(grpc.aio.ServerInterceptor):
+    """Asks the health service's and reflection's callers for credentials, when ``[auth] open``
+    leaves them out (installed only then: an interceptor costs every call). The gate is read
+    anew each call, so that a reload's keys apply; a caller's client certificate cannot name it
+    here (grpc shows interceptors no peer), so a token is needed."""
+
+    def __init__(self, gate_of: Callable[[], Gate], services: tuple[str, ...]) -> None:
+        self._gate_of = gate_of
+        self._prefixes = tuple(p for name in services for p in _SERVICE_PREFIXES[name])
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]],
+        details: grpc.HandlerCallDetails,
+    ) -> _Handler | None:
+        handler = await continuation(details)
+        if handler is None or not details.method.startswith(self._prefixes):
+            return handler
+        authorization = api_key = ""
+        for key, value in details.invocation_metadata or ():
+            if key == "authorization" and isinstance(value, str):
+                authorization = value
+            elif key == "x-api-key" and isinstance(value, str):
+                api_key = value
+        credentials = Credentials(authorization, api_key)
+        call = Call("grpc", details.method, time.monotonic(), credentials=credentials)
+        try:
+            await self._gate_of().authenticate(call)
+        except Unauthenticated as exc:
+            return _refusing(handler, exc.message)
+        return handler
+
+
+def _refusing(handler: _Handler, message: str) -> _Handler:
+    async def refuse(request: object, context: Context) -> None:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    kinds = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+    kind = next(k for k in kinds if getattr(handler, k) is not None)
+    return handler._replace(**{kind: refuse})  # type: ignore[attr-defined,no-any-return]

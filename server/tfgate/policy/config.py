@@ -4,6 +4,7 @@
     enabled = true                # off by default; when on, every call must pass
     keys_file = "/run/secrets/tfgate-keys.toml"
     tls_identity = false          # a verified client certificate names the client
+    open = ["health", "reflection", "probes"]   # what needs no credentials (the default)
 
     [auth.jwt]                    # optional: bearer tokens that are JWTs (tfgate.policy.jwt)
     jwks_file = "/run/secrets/jwks.json"
@@ -26,6 +27,9 @@ from typing import Final
 # The methods a client may be granted: tfgate.v1's two, and TF Serving's own API (its gRPC
 # services forwarded, and its REST routes under /v1/).
 METHODS: Final = ("Predict", "GetModel", "tfserving")
+# What stays open to callers without credentials when auth is on, unless ``[auth] open`` leaves
+# it out: the gRPC health service, server reflection, and the HTTP probes /healthz and /readyz.
+OPEN_SERVICES: Final = ("health", "reflection", "probes")
 
 
 class PolicyError(ValueError):
@@ -98,8 +102,13 @@ class PolicyConfig:
     tls_identity: bool = False
     clients: Mapping[str, ClientRights] = field(default_factory=dict)
     jwt: JwtSettings | None = None  # [auth.jwt]: bearer tokens that are JWTs
+    open: tuple[str, ...] = OPEN_SERVICES  # of OPEN_SERVICES: the rest needs credentials too
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "open", tuple(self.open))  # from a TOML list
+        for name in self.open:
+            if name not in OPEN_SERVICES:
+                raise PolicyError(f"auth.open: {name!r} is not one of {', '.join(OPEN_SERVICES)}")
         if self.enabled and not (self.keys_file or self.tls_identity or self.jwt):
             raise PolicyError(
                 "auth.keys_file: required when auth.enabled is true (or set auth.tls_identity, "
@@ -137,7 +146,11 @@ def policy_of(auth: object, clients: object) -> PolicyConfig:
         raise PolicyError("[clients] must be a table of [clients.NAME] tables")
     auth = dict(auth)
     jwt = _jwt_settings(auth.pop("jwt")) if "jwt" in auth else None
-    _check_kinds("auth.", auth, {"enabled": bool, "keys_file": str, "tls_identity": bool})
+    _check_kinds(
+        "auth.", auth, {"enabled": bool, "keys_file": str, "tls_identity": bool, "open": list}
+    )
+    if "open" in auth:
+        auth["open"] = _strings("auth.open", auth["open"])
     rights = {name: _rights(name, table) for name, table in clients.items()}
     return PolicyConfig(clients=rights, jwt=jwt, **auth)
 

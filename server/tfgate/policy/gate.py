@@ -68,6 +68,7 @@ class Gate:
         self._keys = keys or KeyTable({})
         self._verifier = verifier
         self._rights = Rights(policy.clients)
+        self._open = frozenset(policy.open)
 
     @classmethod
     def from_config(
@@ -120,6 +121,16 @@ class Gate:
             await self.shared.check(call.client, models[-1])
         elif self.limits is not None:
             self.limits.check(call.client, models[-1])
+
+    def closed(self, service: str) -> bool:
+        """Whether ``service`` (of tfgate.policy.config.OPEN_SERVICES) needs credentials."""
+        return self.enabled and service not in self._open
+
+    async def authenticate(self, call: Call) -> None:
+        """Sets ``call.client`` or raises Unauthenticated (auth on): for a service with no
+        model, such as the health service once ``[auth] open`` leaves it out."""
+        if self.enabled and call.client == "-":
+            call.client = await self._client(call)
 
     async def authorize(self, call: Call, method: str, model: str) -> None:
         """``admit`` without the rate limits: for a front that checks a call before it reads

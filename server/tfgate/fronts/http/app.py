@@ -16,23 +16,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
 from aiohttp import web
 
-from tfgate.calls import REQUEST_ID, Record, loggable
+from tfgate.calls import REQUEST_ID, Call, Record, loggable
 from tfgate.config import Config
 from tfgate.errors import (
     INTERNAL_MESSAGE,
     Code,
     GatewayError,
+    Unauthenticated,
     bounded,
     code_of,
     retry_after_seconds,
 )
 from tfgate.fronts.http import errors, tfserving, tfserving_json, v1, v1_json
-from tfgate.fronts.http.base import Converter, json_response, open_record
+from tfgate.fronts.http.base import Converter, credentials_of, json_response, open_record
 from tfgate.inference import Inference
 
 logger = logging.getLogger(__name__)
@@ -171,10 +173,27 @@ class HttpFront:
         tfserving.TfServingRoutes(inference, limit, convert).add_to(self.app.router)
         v1.V1Routes(inference, limit, convert).add_to(self.app.router)
 
+    async def _refused(self, request: web.Request) -> web.Response | None:
+        """With ``[auth] open`` leaving out the probes, the 401 a caller without valid
+        credentials gets; else None."""
+        gate = self._inference.gate
+        if not gate.closed("probes"):
+            return None
+        call = Call("http", request.path, time.monotonic(), credentials=credentials_of(request))
+        try:
+            await gate.authenticate(call)
+        except Unauthenticated as exc:
+            return _error(request, exc.code, exc.message)
+        return None
+
     async def _healthz(self, request: web.Request) -> web.Response:
-        return json_response(b'{"status":"ok"}')
+        refused = await self._refused(request)
+        return refused or json_response(b'{"status":"ok"}')
 
     async def _readyz(self, request: web.Request) -> web.Response:
+        refused = await self._refused(request)
+        if refused is not None:
+            return refused
         # With [limits] redis: whether the limits are shared now, or counted here alone. Never
         # a reason to be unready: a Redis that is down fails no call.
         shared = self._inference.gate.shared

@@ -65,15 +65,20 @@ def begin(request: web.Request, method: str, model: str) -> Record:
             )
         timeout = min(int(match.group(1)) * _UNITS[match.group(2)], _LONGEST)
         deadline = time.monotonic() + timeout
+    credentials = credentials_of(request)
+    record.call = Call(opened.front, method, deadline, opened.peer, opened.request_id, credentials)
+    return record
+
+
+def credentials_of(request: web.Request) -> Credentials:
+    """What the caller presented: ``Authorization`` or ``X-API-Key``; without either, the
+    verified client certificate's name, if the connection has one (mutual TLS)."""
     headers = request.headers
     authorization, api_key = headers.get("Authorization", ""), headers.get("X-API-Key", "")
     if authorization or api_key:
-        credentials = Credentials(authorization, api_key)
-    else:  # a verified client certificate's name, if the connection has one (mutual TLS)
-        identity = tls.peer_identity_http(request)
-        credentials = NO_CREDENTIALS if identity is None else Credentials(tls_identity=identity)
-    record.call = Call(opened.front, method, deadline, opened.peer, opened.request_id, credentials)
-    return record
+        return Credentials(authorization, api_key)
+    identity = tls.peer_identity_http(request)
+    return NO_CREDENTIALS if identity is None else Credentials(tls_identity=identity)
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
