@@ -157,9 +157,11 @@ def command(
     log_file: Path | None = None,
     connections: int | None = None,
     http1: bool = False,
+    headers: Sequence[tuple[str, str]] = (),
 ) -> list[str]:
     """The h2load command line for one timed run against ``url``: gRPC calls over h2c (prior
-    knowledge), or with ``http1`` JSON POSTs over HTTP/1.1 keep-alive."""
+    knowledge), or with ``http1`` JSON POSTs over HTTP/1.1 keep-alive; ``headers`` are sent on
+    every request too (a caller's credentials)."""
     conns, streams = connections_for(concurrency, http1)
     if connections is not None:
         conns, streams = connections, max(1, concurrency // connections)
@@ -178,6 +180,8 @@ def command(
     args += ["-d", str(body)]
     for header in JSON_HEADERS if http1 else GRPC_HEADERS:
         args += ["-H", header]
+    for name, value in headers:
+        args += ["-H", f"{name}: {value}"]
     if log_file is not None:
         args += ["--log-file", str(log_file)]
     return [*args, url]

@@ -42,9 +42,12 @@ def request_for(route: Route, size: str) -> bytes:
     return messages.tfs_predict_request(x)
 
 
-def verify(target: str, route: Route, size: str, calls: int = 3) -> int:
-    """Sends ``calls`` real calls and checks each answer; returns a good answer's size as h2load
-    counts it (its gRPC frame, or its HTTP body)."""
+Headers = tuple[tuple[str, str], ...]
+
+
+def verify(target: str, route: Route, size: str, calls: int = 3, headers: Headers = ()) -> int:
+    """Sends ``calls`` real calls (with ``headers`` as metadata) and checks each answer; returns
+    a good answer's size as h2load counts it (its gRPC frame, or its HTTP body)."""
     if route.http:
         return verify_http(target, route, size, calls)
     x = messages.inputs(size)
@@ -54,7 +57,7 @@ def verify(target: str, route: Route, size: str, calls: int = 3) -> int:
         call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(route.method)
         answer = b""
         for _ in range(calls):
-            answer = call(request, timeout=30)
+            answer = call(request, timeout=30, metadata=headers or None)
             check(answer, x)
     return len(h2load.grpc_frame(answer))
 
@@ -97,6 +100,7 @@ class Stage:
     backend: procs.Proc
     settings: Settings
     workdir: Path
+    headers: Headers = ()  # what every call carries besides the protocol's (credentials)
 
 
 def drive(stage: Stage, size: str, conc: int) -> dict[str, Any]:
@@ -105,25 +109,28 @@ def drive(stage: Stage, size: str, conc: int) -> dict[str, Any]:
     route, target, settings, workdir = stage.route, stage.target, stage.settings, stage.workdir
     backend = stage.backend
     row: dict[str, Any] = {"path": route.name, "size": size, "conc": conc}
-    expected = verify(target, route, size)
+    expected = verify(target, route, size, headers=stage.headers)
     kind = ("v1" if route.domain else "tfs") + ("-json" if route.http else "")
     body = workdir / f"{kind}-{size}.bin"
     if not body.exists():
         request = request_for(route, size)
         body.write_bytes(request if route.http else h2load.grpc_frame(request))
     url = f"http://{target}{route.method}"
-    conns, http1 = settings.connections, route.http
+    conns, http1, headers = settings.connections, route.http, stage.headers
     if settings.warmup > 0:
         h2load.run(
-            h2load.command(url, body, conc, settings.warmup, connections=conns, http1=http1),
+            h2load.command(
+                url, body, conc, settings.warmup, connections=conns, http1=http1, headers=headers
+            ),
             settings.warmup,
             settings.load_cpu,
         )
     log = workdir / f"{route.name}-{size}-{conc}.log"
     log.unlink(missing_ok=True)
     args = h2load.command(
-        url, body, conc, settings.seconds, log_file=log, connections=conns, http1=http1
-    )
+        url, body, conc, settings.seconds, log_file=log, connections=conns, http1=http1,
+        headers=headers,
+    )  # fmt: skip
     gateway = stage.front or backend
     busy_before, load_before = procs.busy_cpu_seconds(), procs.children_cpu_seconds()
     cpu_before, backend_before = gateway.cpu(), backend.cpu()

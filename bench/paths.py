@@ -8,6 +8,8 @@
 | tfgate | ``tfgate serve`` at log level WARNING, tfgate.v1.InferenceService/Predict |
 | tfgate-info | the same at log level INFO: one access-log line per call |
 | tfgate-tfs | tfgate's TF Serving pass-through (/tensorflow.serving.PredictionService/Predict) |
+| tfgate-auth | tfgate with an API key, authorization and rate limits on (bench/access.py) |
+| tfgate-jwt | the same with an HS256 JWT as the bearer token, cached after its first call |
 | http-floor | the bare aiohttp + grpc.aio REST predict (bench/http_floor.py), over HTTP/1.1 |
 | tfgate-http | ``tfgate serve --http-listen``: TF Serving's REST predict, over HTTP/1.1 |
 | tfgate-http-v1 | the same server: tfgate.v1's JSON predict, over HTTP/1.1 |
@@ -24,7 +26,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import messages, nginx, procs, startup
+from bench import access, messages, nginx, procs, startup
 
 HERE = Path(__file__).resolve().parent
 TFS_PREDICT = "/tensorflow.serving.PredictionService/Predict"
@@ -57,6 +59,8 @@ PATHS = {
         Route("tfgate", DOMAIN_PREDICT),
         Route("tfgate-info", DOMAIN_PREDICT),
         Route("tfgate-tfs", TFS_PREDICT),
+        Route("tfgate-auth", DOMAIN_PREDICT),
+        Route("tfgate-jwt", DOMAIN_PREDICT),
         Route("http-floor", REST_PREDICT, http=True),
         Route("tfgate-http", REST_PREDICT, http=True),
         Route("tfgate-http-v1", V1_JSON_PREDICT, http=True),
@@ -107,14 +111,23 @@ _HTTP_LINE = r"tfgate HTTP on \S+:(\d+)"
 
 
 def start_tfgate(
-    backend: str, workdir: Path, cpu: str | None, log_level: str, http: bool = False
+    backend: str,
+    workdir: Path,
+    cpu: str | None,
+    log_level: str,
+    *,
+    http: bool = False,
+    config: Path | None = None,
+    name: str = "",
 ) -> procs.Proc:
     """``tfgate serve``, SERVING once started; with ``http``, also the HTTP front, whose port is
-    then the Proc's (it prints that line after the gRPC one)."""
+    then the Proc's (it prints that line after the gRPC one); with ``config``, that file."""
     args = startup.tfgate_args("127.0.0.1:0", backend, log_level)
     args += ["--http-listen", "127.0.0.1:0"] if http else []
+    args += ["--config", str(config)] if config is not None else []
+    name = name or f"tfgate-{log_level.lower()}" + ("-http" if http else "")
     proc = procs.start_server(
-        f"tfgate-{log_level.lower()}" + ("-http" if http else ""), args, workdir, cpu,
+        name, args, workdir, cpu,
         env=procs.clean_env(), pattern=_HTTP_LINE if http else _GRPC_LINE,
     )  # fmt: skip
     try:
@@ -124,6 +137,14 @@ def start_tfgate(
         proc.stop()
         raise
     return proc
+
+
+def headers_of(proc: procs.Proc | None) -> tuple[tuple[str, str], ...]:
+    """The metadata every call to ``proc``'s path carries (its credentials), if any."""
+    if proc is None:
+        return ()
+    headers: tuple[tuple[str, str], ...] = proc.extra.get("headers", ())  # type: ignore[assignment]
+    return headers
 
 
 def start(name: str, backend: procs.Proc, workdir: Path, cpu: str | None) -> procs.Proc | None:
@@ -143,4 +164,14 @@ def start(name: str, backend: procs.Proc, workdir: Path, cpu: str | None) -> pro
         return start_http_floor(target, workdir, cpu)
     if name in ("tfgate-http", "tfgate-http-v1"):
         return start_tfgate(target, workdir, cpu, "WARNING", http=True)
+    if name in access.PATHS:
+        made = access.write_config(name, workdir)
+        proc = start_tfgate(target, workdir, cpu, "WARNING", config=made.config, name=name)
+        proc.extra["headers"] = made.headers
+        try:
+            access.check_enforced(f"127.0.0.1:{proc.port}", PATHS[name].method)
+        except BaseException:
+            proc.stop()
+            raise
+        return proc
     raise ValueError(f"no path {name}")

@@ -246,6 +246,88 @@ def ratio_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+# The access-control paths (bench/access.py), measured against "tfgate" at AUTH_CONC.
+ACCESS_PATHS = ("tfgate-auth", "tfgate-jwt")
+AUTH_CONC = 16
+AUTH_TARGET_US = 50.0
+
+
+def access_summary(rows: list[Row]) -> list[Row]:
+    """Per access-control path and concurrency: its gateway CPU per call minus tfgate's within
+    each round (µs), the median and range over the rounds, and the medians of both paths'
+    figures. Rounds where either has an error are left out; a path with none gets no row."""
+    out = []
+    for path in ACCESS_PATHS:
+        for conc in sorted({r["conc"] for r in rows if r["path"] == path}):
+            diffs, rps, p50, mine, base = [], [], [], [], []
+            for round_ in sorted({r["round"] for r in rows if r.get("conc") == conc}):
+                pair = [r for r in rows if r.get("conc") == conc and r["round"] == round_]
+                on = find(pair, path, "small", conc)
+                off = find(pair, "tfgate", "small", conc)
+                if on is None or off is None or "error" in on or "error" in off:
+                    continue
+                diffs.append((on["cpu_ms"] - off["cpu_ms"]) * 1000)
+                rps.append(on["rps"] / off["rps"])
+                p50.append(on["p50_ms"] - off["p50_ms"])
+                mine.append(on["cpu_ms"])
+                base.append(off["cpu_ms"])
+            if not diffs:
+                continue
+            out.append(
+                {
+                    "path": path,
+                    "conc": conc,
+                    "rounds": len(diffs),
+                    "cpu_added_us": statistics.median(diffs),
+                    "cpu_added_all_us": diffs,
+                    "cpu_ms": statistics.median(mine),
+                    "tfgate_cpu_ms": statistics.median(base),
+                    "rps_vs_tfgate": statistics.median(rps),
+                    "p50_over_tfgate_ms": statistics.median(p50),
+                }
+            )
+    return out
+
+
+def access_table(rows: list[Row]) -> str:
+    lines = [
+        "| path | conc | rounds | CPU ms/req (tfgate; with access control) "
+        "| added CPU µs/req (median; each round) | RPS / tfgate | p50 - tfgate p50 |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        each = ", ".join(f"{v:+.0f}" for v in row["cpu_added_all_us"])
+        lines.append(
+            f"| {row['path']} | {row['conc']} | {row['rounds']} "
+            f"| {row['tfgate_cpu_ms']:.3f}; {row['cpu_ms']:.3f} "
+            f"| {row['cpu_added_us']:+.0f} ({each}) | {row['rps_vs_tfgate']:.2f} "
+            f"| {row['p50_over_tfgate_ms']:+.3f} ms |"
+        )
+    return "\n".join(lines)
+
+
+def _access_targets(rows: list[Row]) -> list[Row]:
+    """The access-control target for the API key path and for the cached JWT one."""
+    out = []
+    for path, what in (("tfgate-auth", "API key"), ("tfgate-jwt", "cached JWT")):
+        row = next((r for r in rows if r["path"] == path and r["conc"] == AUTH_CONC), None)
+        added = None if row is None else row["cpu_added_us"]
+        shown = "n/a"
+        if row is not None:
+            low, high = min(row["cpu_added_all_us"]), max(row["cpu_added_all_us"])
+            shown = f"{added:+.0f} µs (rounds {low:+.0f} to {high:+.0f}, {row['rounds']} paired)"
+        out.append(
+            _target(
+                f"auth + authz + limits <= {AUTH_TARGET_US:.0f} us CPU/call ({what}, small, "
+                f"c={AUTH_CONC})",
+                added,
+                None if added is None else added <= AUTH_TARGET_US,
+                shown,
+            )
+        )
+    return out
+
+
 def _target(name: str, value: float | None, ok: bool | None, shown: str) -> Row:
     verdict = "n/a" if value is None or ok is None else ("PASS" if ok else "MISS")
     return {"target": name, "value": value, "verdict": verdict, "shown": shown}
@@ -257,6 +339,8 @@ def targets(
     startup: dict[str, Any],
     paired: list[Row] | None = None,
     http: list[Row] | None = None,
+    *,
+    access: list[Row] | None = None,
 ) -> list[Row]:
     """Each target with its value and verdict. The CPU and throughput ratios come from the
     paired runs when there are any (their medians), else from the main table; the HTTP ones
@@ -306,6 +390,7 @@ def targets(
                 "n/a" if cpu is None else f"{cpu:.2f}x",
             )
         )
+    out += _access_targets(access or [])
     fwd = conversion.get("tfgate_to_proto_ms")
     copy = conversion.get("numpy_copy_4mb_ms")
     tf = conversion.get("tf_make_tensor_proto_ms")

@@ -11,7 +11,9 @@ Knobs (flags, or the environment variables in brackets):
 On 2 cores the process under test gets CPU 1 to itself, the backend and h2load share CPU 0 (for
 the direct path h2load takes CPU 1 instead). The HTTP paths (http-floor, tfgate-http,
 tfgate-http-v1) are measured in paired runs of their own (part "http"), over HTTP/1.1 with one
-keep-alive connection per call in flight. Results: bench/results/latest.json and a timestamped
+keep-alive connection per call in flight. Access control (part "auth": tfgate against
+tfgate-auth and tfgate-jwt, bench/access.py) gets paired runs of its own at c=16, twice
+--rounds rounds; alone: --parts auth. Results: bench/results/latest.json and a timestamped
 copy.
 """
 
@@ -31,7 +33,7 @@ from typing import Any
 
 import grpc
 
-from bench import conversion, load, paths, procs, report, startup, system
+from bench import access, conversion, load, paths, procs, report, startup, system
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONCURRENCY = (1, 16, 64)
@@ -76,8 +78,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--parts",
-        default="load,http,conversion,startup",
-        help="which parts to run (default: all of load, http, conversion, startup)",
+        default="load,http,auth,conversion,startup",
+        help="which parts to run (default: all of load, http, auth, conversion, startup)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -127,7 +129,8 @@ def measure_paths(
         front_cpu = FRONT_CPU if args.pin else None
         proc = paths.start(name, backend, workdir, front_cpu)
         target = f"127.0.0.1:{(proc or backend).port}"
-        if not _answers(target, route):
+        headers = paths.headers_of(proc)
+        if not _answers(target, route, headers):
             if proc is not None:
                 proc.stop()
             print(f"  {name:<22} not built: {route.method} is UNIMPLEMENTED", flush=True)
@@ -137,11 +140,11 @@ def measure_paths(
                 for c in args.concurrency
             ]
             continue
-        # The access-log run only shows what the log costs: small requests are enough.
-        sizes = ("small",) if name == "tfgate-info" else args.sizes
+        # The access-log and access-control runs show what those cost: small requests are enough.
+        sizes = ("small",) if name in ("tfgate-info", *access.PATHS) else args.sizes
         load_cpu = (FRONT_CPU if name == "direct" else BACK_CPU) if args.pin else None
         settings = load.Settings(args.seconds, args.warmup, load_cpu)
-        stage = load.Stage(route, target, proc, backend, settings, workdir)
+        stage = load.Stage(route, target, proc, backend, settings, workdir, headers)
         try:
             for size in sizes:
                 for conc in args.concurrency:
@@ -176,6 +179,11 @@ def _one(stage: load.Stage, size: str, conc: int, tag: str = "") -> report.Row:
 PAIRED = ("passthrough", "tfgate")
 # The floor first: in every round tfgate-http runs right next to it.
 HTTP_PAIRED = report.HTTP_PATHS
+# tfgate without access control first, then with it (an API key; a cached JWT): its cost is a
+# few per cent of a call's CPU, less than the spread between rounds, hence more of them, at the
+# one concurrency its target names.
+AUTH_PAIRED = ("tfgate", *access.PATHS)
+AUTH_CONCURRENCY = (report.AUTH_CONC,)
 # Paths that are routes of one server: started once.
 _SERVER_OF = {"tfgate-http-v1": "tfgate-http"}
 
@@ -185,9 +193,13 @@ def measure_paired(
     args: argparse.Namespace,
     workdir: Path,
     names: tuple[str, ...] = PAIRED,
+    *,
+    concurrencies: tuple[int, ...] = (),
+    rounds: int | None = None,
 ) -> list[report.Row]:
-    """``names`` (the pass-through and tfgate; or the HTTP paths), small requests, run back to
-    back in alternating order.
+    """``names`` (the pass-through and tfgate; or the HTTP paths; or tfgate with and without
+    access control), small requests, run back to back in alternating order, at
+    ``concurrencies`` (default: --concurrency) for ``rounds`` rounds (default: --rounds).
 
     The target ratios come from these rows: on a shared VM the CPU other tenants leave drifts
     over minutes, so one run of each path minutes apart can differ by more than the gateways do.
@@ -211,15 +223,33 @@ def measure_paired(
                 stack.callback(proc.stop)
                 started[server] = proc
             stages[name] = load.Stage(
-                paths.PATHS[name], f"127.0.0.1:{proc.port}", proc, backend, settings, workdir
-            )
-        for round_ in range(args.rounds):
-            for conc in args.concurrency:
+                paths.PATHS[name], f"127.0.0.1:{proc.port}", proc, backend, settings, workdir,
+                paths.headers_of(proc),
+            )  # fmt: skip
+        for round_ in range(args.rounds if rounds is None else rounds):
+            for conc in concurrencies or args.concurrency:
                 order = names if round_ % 2 == 0 else names[::-1]
                 for name in order:
                     row = _one(stages[name], "small", conc, f"round {round_ + 1}")
                     rows.append({**row, "round": round_ + 1})
     return rows
+
+
+def measure_access(
+    backend: procs.Proc, args: argparse.Namespace, workdir: Path
+) -> tuple[list[report.Row], dict[str, dict[str, float]]]:
+    """tfgate without and with access control, paired at c=16 (twice --rounds rounds), and the
+    in-process cost of the gate each path configures (bench.access.admit_cost)."""
+    rounds = 2 * args.rounds
+    print(
+        f"  access control: {', '.join(AUTH_PAIRED)}, paired, {rounds} round(s) at "
+        f"c={report.AUTH_CONC} ...",
+        flush=True,
+    )
+    rows = measure_paired(
+        backend, args, workdir, AUTH_PAIRED, concurrencies=AUTH_CONCURRENCY, rounds=rounds
+    )
+    return rows, {name: access.admit_cost(name, workdir) for name in access.PATHS}
 
 
 def measure_extras(
@@ -261,10 +291,10 @@ def measure_extras(
     return rows
 
 
-def _answers(target: str, route: paths.Route) -> bool:
+def _answers(target: str, route: paths.Route, headers: load.Headers = ()) -> bool:
     """False when ``target`` does not implement ``route``'s method (a path not built yet)."""
     try:
-        load.verify(target, route, "small", calls=1)
+        load.verify(target, route, "small", calls=1, headers=headers)
     except grpc.RpcError as exc:
         if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
             return False
@@ -326,6 +356,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
             http_rows = measure_paired(backend, args, workdir, HTTP_PAIRED)
+        auth_rows, in_process = (
+            measure_access(backend, args, workdir)
+            if "auth" in parts and args.rounds > 0
+            else ([], {})
+        )
         extras = measure_extras(backend, args, workdir) if args.extras else []
         converted: dict[str, Any] = {}
         if "conversion" in parts:
@@ -338,7 +373,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratio_rows = report.ratios(rows, args.concurrency)
     paired_ratios = report.paired_ratios(paired, args.concurrency)
     http_summary = report.http_summary(http_rows, args.concurrency)
-    target_rows = report.targets(ratio_rows, converted, started, paired_ratios, http_summary)
+    access_summary = report.access_summary(auth_rows)
+    target_rows = report.targets(
+        ratio_rows, converted, started, paired_ratios, http_summary, access=access_summary
+    )
     env["load_average_after"] = os.getloadavg()
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -352,6 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "paired": paired,
         "paired_ratios": paired_ratios,
         "http": {"rows": http_rows, "summary": http_summary},
+        "access": {"rows": auth_rows, "summary": access_summary, "in_process": in_process},
         "targets": target_rows,
         "conversion": converted,
         "startup": started,
@@ -362,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(render(results))
     saved = report.save(results, args.out)
     print(f"\nwritten: {args.out / 'latest.json'} and {saved.name} ({results['elapsed_s']:.0f} s)")
-    return 1 if any("error" in r for r in rows + paired + http_rows + extras) else 0
+    return 1 if any("error" in r for r in rows + paired + http_rows + auth_rows + extras) else 0
 
 
 def render(results: dict[str, Any]) -> str:
@@ -384,6 +423,19 @@ def render(results: dict[str, Any]) -> str:
             "(medians over the rounds):",
             report.http_table(http),
         ]
+    access_rows = results.get("access", {}).get("summary")
+    if access_rows:
+        parts += [
+            "",
+            f"Access control, small requests, c={report.AUTH_CONC}, paired with tfgate without "
+            "it (gateway CPU per call):",
+            report.access_table(access_rows),
+        ]
+        for name, cost in results["access"].get("in_process", {}).items():
+            parts.append(
+                f"In-process, {name}'s gate: Gate.admit {cost['admit_us']:.2f} µs per call "
+                f"({cost['added_us']:+.2f} µs over an open gate; best of 5 x 20,000)"
+            )
     if results["extras"]:
         parts += ["", "Extras (small requests):", report.table(results["extras"])]
     if conv:
