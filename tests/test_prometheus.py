@@ -39,7 +39,7 @@ def free_port() -> int:
 
 
 class Prometheus:
-    def __init__(self, port: int, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, port: int, process: asyncio.subprocess.Process) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.process = process
 
@@ -77,13 +77,11 @@ async def scraping(
     )
     port = free_port()
     log = (tmp_path / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={config}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-        ],
+    process = await asyncio.create_subprocess_exec(
+        PROMETHEUS,
+        f"--config.file={config}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--storage.tsdb.path={tmp_path / 'data'}",
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -91,16 +89,16 @@ async def scraping(
     try:
         async with asyncio.timeout(15):
             while not await prometheus.ready():
-                assert process.poll() is None, (tmp_path / "prometheus.log").read_text()
+                assert process.returncode is None, (tmp_path / "prometheus.log").read_text()
                 await asyncio.sleep(0.1)
         yield gw, prometheus
     finally:
-        process.terminate()
+        process.terminate()  # by its PID
         try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(process.wait(), 5)
+        except TimeoutError:
             process.kill()
-            process.wait()
+            await process.wait()
         log.close()
 
 
