@@ -6,8 +6,10 @@ import asyncio
 import hashlib
 import random
 import secrets
+import socket
 import string
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -21,6 +23,7 @@ from tests.http_client import call
 from tests.log_secrets import remember
 from tests.test_gateway import hp2
 from tests.test_passthrough import tf_predict
+from tfgate.app import ListenError
 from tfgate.calls import Call, Record
 from tfgate.errors import Code, RateLimited, Unauthenticated
 from tfgate.metrics import OTHER, UNKNOWN, Exported
@@ -63,6 +66,13 @@ async def call_port(port: int, path: str) -> tuple[int, str, str]:
         session.get(f"http://127.0.0.1:{port}{path}") as response,
     ):
         return response.status, await response.text(), response.headers.get("Content-Type", "")
+
+
+async def eventually(holds: Callable[[], bool]) -> None:
+    """Returns once ``holds()`` (the health watcher probes every 0.2 s here), within 5 s."""
+    async with asyncio.timeout(5):
+        while not holds():  # noqa: ASYNC110 - the state is the gateway's, with no event to wait on
+            await asyncio.sleep(0.05)
 
 
 def record(metrics: Exported, model: str, code: Code, method: str = "Predict") -> Record:
@@ -217,9 +227,7 @@ async def test_health_models_are_reported(
     gw = await start_gateway(
         backend.target, http_listen="127.0.0.1:0", health_models=("half_plus_two", "absent")
     )
-    async with asyncio.timeout(5):
-        for _ in iter(lambda: len(gw.gateway.models_available) < 2, False):
-            await asyncio.sleep(0.05)  # the watcher probes every 0.2 s
+    await eventually(lambda: len(gw.gateway.models_available) == 2)
     found = await scrape(gw)
     assert value(found, "tfgate_model_available", model="half_plus_two") == 1
     assert value(found, "tfgate_model_available", model="absent") == 0
@@ -271,3 +279,29 @@ async def test_metrics_false_serves_and_counts_nothing(
     await gw.stub.Predict(hp2(), timeout=5)
     assert not gw.gateway.metrics.enabled
     assert (await call_port(gw.gateway.http_port, "/metrics"))[0] == 404
+
+
+@pytest.mark.asyncio
+async def test_each_replica_is_reported(
+    backend: FakeTFServing, start_gateway: StartGateway
+) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{unused.getsockname()[1]}"
+    gw = await start_gateway(f"{backend.target},{dead}", http_listen="127.0.0.1:0")
+    await eventually(lambda: gw.gateway.backend_up)
+    found = await scrape(gw)
+    assert value(found, "tfgate_backend_up", replica=backend.target) == 1
+    assert value(found, "tfgate_backend_up", replica=dead) == 0
+
+
+@pytest.mark.asyncio
+async def test_a_taken_admin_listen_is_refused_by_name(
+    backend: FakeTFServing, start_gateway: StartGateway
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(ListenError, match=rf"cannot listen on {address} \(admin_listen\)"):
+            await start_gateway(backend.target, admin_listen=address)
