@@ -409,7 +409,10 @@ async def test_sigterm_lets_in_flight_calls_finish() -> None:
             await stub.Predict(hp2(), timeout=10)
             fake.delay = 1.0
             calls = [asyncio.ensure_future(stub.Predict(hp2(), timeout=10)) for _ in range(10)]
-            await asyncio.sleep(0.3)
+            for _ in range(90):  # at most 0.9 s: well inside the backend's 1 s
+                if fake.in_flight == 10:
+                    break
+                await asyncio.sleep(0.01)
             assert fake.in_flight == 10
             os.kill(gateway.popen.pid, signal.SIGTERM)
             answers = await asyncio.gather(*calls, return_exceptions=True)

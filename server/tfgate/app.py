@@ -7,6 +7,9 @@ while it drains: health answers ``NOT_SERVING``, new calls to tfgate's services 
 running then are cancelled together, reported in one log line, and only then does the server
 stop.
 
+Metrics (tfgate.metrics) are served at ``/metrics`` on ``admin_listen`` when it is set, a
+listener of its own (tfgate.fronts.http.admin), else on ``http_listen``.
+
 With ``tls_cert`` set, both listeners speak TLS only (tfgate.tls); their certificates are
 re-read when the files change and on SIGHUP (``Gateway.reload``), without a restart.
 """
@@ -37,13 +40,16 @@ from tfgate.fronts.drain import Drain
 from tfgate.fronts.grpc import SERVICE_NAME, ClosedServices, InferenceServicer, Limits
 from tfgate.fronts.passthrough import PassThrough
 from tfgate.inference import Inference
+from tfgate.metrics import Exported, metrics_for
 from tfgate.plans.plan import Plans
 from tfgate.policy.config import PolicyError
 from tfgate.policy.gate import Gate
+from tfgate.tfs.tensorflow_serving.apis import get_model_metadata_pb2
 from tfgate.tls import Certificates
 from tfgate.translate import Selector
 
 if TYPE_CHECKING:
+    from tfgate.fronts.http.admin import AdminFront
     from tfgate.fronts.http.app import HttpFront
 
 logger = logging.getLogger(__name__)
@@ -88,6 +94,13 @@ class ListenError(OSError):
     """A listener could not be opened (its address is taken or invalid); the message names it."""
 
 
+def _listen_failed(exc: BaseException, address: str, setting: str) -> None:
+    """Raises ListenError naming ``setting`` when ``exc`` is the OSError of a failed bind."""
+    if isinstance(exc, OSError):
+        reason = "address in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise ListenError(f"cannot listen on {address} ({setting}): {reason or exc}") from None
+
+
 def _check_free(address: str, setting: str) -> None:
     """Raises ListenError if ``address`` (HOST:PORT) is taken; grpc would only say it failed."""
     host, _, port = address.rpartition(":")
@@ -125,11 +138,20 @@ class Gateway:
         gate = Gate.from_config(config.policy, limits=config.limits)
         # Read (and checked) before anything opens: a bad certificate stops tfgate at once.
         self.certificates = Certificates(config) if config.tls_cert else None
-        self.upstream = Upstream(config)
-        self.catalog = Catalog(self.upstream.get_model_metadata, config.metadata_ttl)
+        self.metrics = metrics_for(config)
+        self.upstream = Upstream(config, self.metrics)
+        self.catalog = Catalog(self._metadata, config.metadata_ttl)
         self.inference = Inference(
-            self.upstream, self.catalog, plans or Plans(), config.max_tensor_elements, gate
+            self.upstream,
+            self.catalog,
+            plans or Plans(),
+            config.max_tensor_elements,
+            gate,
+            metrics=self.metrics,
         )
+        # Each health_models entry: whether some version of it is AVAILABLE.
+        self.models_available: dict[str, bool] = {}
+        self.metrics.watch(self.upstream, self.models_available, gate.shared)
         self.health = health.aio.HealthServicer()
         self.backend_up = False
         closed = [name for name in ("health", "reflection") if gate.closed(name)]
@@ -137,12 +159,22 @@ class Gateway:
             [ClosedServices(lambda: self.inference.gate, tuple(closed))] if closed else []
         )
         self._server = grpc.aio.server(options=server_options(config), interceptors=interceptors)
-        self.drain = Drain()
+        self.drain = Drain(self.metrics)
         self._monitor: asyncio.Task[None] | None = None
         self._stopping = False
         self.port = 0
         self.http: HttpFront | None = None
         self.http_port = 0
+        self.admin: AdminFront | None = None
+        self.admin_port = 0
+
+    async def _metadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest, call: Call
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        """GetModelMetadata for the catalog; a model it answers for is one TF Serving knows."""
+        answer = await self.upstream.get_model_metadata(request, call)
+        self.metrics.knows(request.model_spec.name)
+        return answer
 
     async def start(self) -> int:
         # A [models.NAME] section that does not fit its model stops tfgate before it serves.
@@ -157,6 +189,7 @@ class Gateway:
             self.config.max_message_bytes,
             lambda: self._stopping,
             peer_identity=self.config.policy.tls_identity,
+            metrics=self.metrics,
         )
         service = InferenceServicer(self.inference, limits)
         self._server.add_generic_rpc_handlers((self.drain.wrap("grpc", service.handler()),))
@@ -176,23 +209,36 @@ class Gateway:
             from tfgate.fronts.http.app import HttpFront  # aiohttp: only when HTTP is on
 
             context = None if self.certificates is None else self.certificates.http_context()
-            self.http = HttpFront(self.inference, self.config, self.ready, context)
+            self.http = HttpFront(self.inference, self.config, self.ready, context, self.metrics)
             try:
                 self.http_port = await self.http.start()
             except BaseException as exc:
                 await self._server.stop(0)
                 await self.upstream.close()
-                if isinstance(exc, OSError):
-                    reason = "address in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-                    raise ListenError(
-                        f"cannot listen on {self.config.http_listen} (http_listen): {reason or exc}"
-                    ) from None
+                _listen_failed(exc, self.config.http_listen, "http_listen")
                 raise
+        if self.config.admin_listen:
+            await self._start_admin()
         await self.inference.gate.start()  # a JWKS URL's keys, before the first token comes
         self._monitor = asyncio.create_task(self._watch_backend())
         if self.certificates is not None:
             self.certificates.start_watching()
         return self.port
+
+    async def _start_admin(self) -> None:
+        from tfgate.fronts.http.admin import AdminFront  # aiohttp: only when a listener is on
+
+        metrics = self.metrics if isinstance(self.metrics, Exported) else None
+        self.admin = AdminFront(self.config.admin_listen, metrics)
+        try:
+            self.admin_port = await self.admin.start()
+        except BaseException as exc:
+            await self._server.stop(0)
+            if self.http is not None:
+                await self.http.stop(0)
+            await self.upstream.close()
+            _listen_failed(exc, self.config.admin_listen, "admin_listen")
+            raise
 
     async def _listen_grpc(self) -> None:
         """Binds the gRPC listener (TLS when a certificate is set); ListenError if it cannot."""
@@ -269,7 +315,7 @@ class Gateway:
         """Health says SERVING only while TF Serving answers (and, per model, while available)."""
         interval = self.config.health_interval
         within = min(interval, 1.0)
-        models: dict[str, bool] = {}
+        models = self.models_available
         while True:
             up = await self.upstream.probe(within)
             if up != self.backend_up:
@@ -305,6 +351,8 @@ class Gateway:
         if self.http is not None:
             stops.append(self._stop_http(self.http, grace))
         await asyncio.gather(*stops)
+        if self.admin is not None:  # last: the drain can be watched to its end
+            await self.admin.stop()
         await self.inference.gate.close()
         await self.upstream.close()
 
@@ -361,6 +409,12 @@ async def serve(
     if gateway.http is not None:
         http_host = config.http_listen.rsplit(":", 1)[0]
         print(f"tfgate HTTP on {http_host}:{gateway.http_port}", flush=True)
+    if gateway.admin is not None:
+        admin_host = config.admin_listen.rsplit(":", 1)[0]
+        print(f"tfgate metrics on http://{admin_host}:{gateway.admin_port}/metrics", flush=True)
+    elif gateway.http is not None and config.metrics:
+        scheme = "https" if config.tls_cert else "http"
+        print(f"tfgate metrics on {scheme}://{http_host}:{gateway.http_port}/metrics", flush=True)
     await stopping.wait()
     logger.info("shutting down; in-flight calls get %.1f s", config.grace_period)
     await gateway.stop()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from tfgate.errors import INTERNAL_MESSAGE, Code, GatewayError, bounded, code_of
+from tfgate.metrics import NO_METRICS, Metrics
 
 access_logger = logging.getLogger("tfgate.access")
 
@@ -125,6 +126,7 @@ class Record:
         "error",
         "http_status",
         "method",
+        "metrics",
         "model",
         "ms",
         "request_bytes",
@@ -133,8 +135,9 @@ class Record:
         "version",
     )
 
-    def __init__(self, call: Call) -> None:
+    def __init__(self, call: Call, metrics: Metrics = NO_METRICS) -> None:
         self.call = call
+        self.metrics = metrics  # told of the call once it is done (tfgate.metrics)
         self.method = call.method  # a front may name the method once it has routed the call
         self.model = "-"
         self.version: object = "-"
@@ -149,7 +152,9 @@ class Record:
     def done(self, exc: BaseException | None = None) -> None:
         if exc is None:
             self.done_with(Code.OK)
-        elif isinstance(exc, GatewayError):
+            return
+        self.metrics.refused(exc, self.call)
+        if isinstance(exc, GatewayError):
             self.done_with(exc.code, bounded(exc.message))
         else:
             code = code_of(exc)
@@ -162,6 +167,7 @@ class Record:
         self.code = code
         if code is not Code.OK:
             self.error = error or code.name
+        self.metrics.called(self)
         if access_logger.isEnabledFor(logging.INFO):  # else not even a log record
             access_logger.info(self)
 

@@ -27,6 +27,9 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     serve.add_argument("--listen", help="HOST:PORT to serve on (default 127.0.0.1:8080)")
     serve.add_argument("--http-listen", help="HOST:PORT for the HTTP/JSON front (default: none)")
+    serve.add_argument(
+        "--admin-listen", help="HOST:PORT serving /metrics alone (default: on --http-listen)"
+    )
     serve.add_argument("--backend", help="TF Serving's gRPC HOST:PORT (default 127.0.0.1:8500)")
     serve.add_argument("--max-concurrency", type=int, help="backend calls in flight (default 64)")
     serve.add_argument("--config", help="TOML config file (or TFGATE_CONFIG)")
@@ -183,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         flags = {
             "listen": args.listen,
             "http_listen": args.http_listen,
+            "admin_listen": args.admin_listen,
             "backend": args.backend,
             "max_concurrency": args.max_concurrency,
             "default_timeout": args.default_timeout,

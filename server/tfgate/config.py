@@ -106,6 +106,10 @@ class Config:
     # The HTTP/JSON front (TF Serving's REST API, tfgate.v1 as JSON, probes): HOST:PORT, or
     # empty for none.
     http_listen: str = ""
+    # Prometheus metrics (tfgate.metrics), served at /metrics: on admin_listen when it is set
+    # (HOST:PORT of a listener serving nothing else), else on http_listen.
+    metrics: bool = True
+    admin_listen: str = ""
     # TF Serving: HOST:PORT, a comma-separated list of replicas, or a dns:/// target whose
     # addresses are balanced round-robin.
     backend: str = "127.0.0.1:8500"
@@ -174,6 +178,8 @@ class Config:
         _check_host_port("listen", self.listen)
         if self.http_listen:
             _check_host_port("http_listen", self.http_listen)
+        if self.admin_listen:
+            _check_host_port("admin_listen", self.admin_listen)
         if "://" in self.backend:
             _check_host_port("backend", self.backend, allow_scheme=True)
         else:

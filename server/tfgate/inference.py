@@ -11,6 +11,7 @@ tfgate.backends.base.Backend) happen here or below, once for all fronts.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Final
 
@@ -20,6 +21,7 @@ from tfgate.calls import Call
 from tfgate.catalog import Catalog
 from tfgate.domain import Answer, Predict
 from tfgate.errors import BackendError, Code, InvalidArgument
+from tfgate.metrics import NO_METRICS, Metrics
 from tfgate.plans.plan import Plans, check_value_count
 from tfgate.policy.config import PolicyConfig
 from tfgate.policy.gate import Gate
@@ -77,8 +79,11 @@ class Inference:
         plans: Plans,
         max_elements: int,
         gate: Gate = _OPEN,
+        *,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.backend = backend
+        self.metrics = metrics
         self.catalog = catalog
         self.plans = plans
         self.gate = gate
@@ -96,7 +101,9 @@ class Inference:
         meta = self.catalog.cached(sel) or await self.catalog.metadata(sel, call)
         check_value_count(request, self._max_elements)  # before the signature, as always
         plan = self.plans.plan(meta, request.signature)
+        started = time.perf_counter()
         prepared = plan.prepare(sel, request, self._max_elements)
+        self.metrics.preprocessed(sel.model, time.perf_counter() - started)
         try:
             answer = await self.backend.predict(prepared.request.data, call)
         except BackendError as exc:

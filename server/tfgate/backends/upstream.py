@@ -17,7 +17,8 @@ that was up when the call was sent (e.g. "Socket closed" when TF Serving died wi
 flight), and only those are retried.
 
 Every attempt carries the call's id as ``x-request-id`` metadata, and is counted in
-``call.attempts`` for the access log (a call never sent is not an attempt).
+``call.attempts`` for the access log (a call never sent is not an attempt), and by replica and
+code in the metrics (tfgate.metrics), like each retry.
 
 Replicas: ``backend`` may list several TF Serving replicas, each with its own channel; calls
 go round-robin over those not known to be down, and a retry goes to the next replica. A
@@ -46,6 +47,7 @@ from tfgate.backends.budget import budget_for
 from tfgate.calls import REQUEST_ID, Call
 from tfgate.config import Config
 from tfgate.errors import BadBackendAnswer, Code, DeadlineExceeded, Unavailable, from_backend
+from tfgate.metrics import NO_METRICS, Metrics
 from tfgate.tfs.tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -118,6 +120,7 @@ class Replica:
             self.channel = grpc.aio.secure_channel(target, credentials, options=options)
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
+        self.up = False  # whether it answered the last health probe (Upstream.probe)
         self._raw: dict[str, grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = {}
 
     def raw(self, path: str) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
@@ -156,7 +159,8 @@ class Replica:
 class Upstream:
     """PredictionService and ModelService calls to TF Serving: a tfgate.backends.base.Backend."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, metrics: Metrics = NO_METRICS) -> None:
+        self.metrics = metrics
         self._policy = config.retry
         self._retryable = frozenset(grpc.StatusCode[c] for c in config.retry.retryable_codes)
         self.budget = budget_for(config.retry)
@@ -224,17 +228,25 @@ class Upstream:
         return await self._call(lambda r: r.raw(path), request, call)
 
     async def probe(self, within: float) -> bool:
-        """Whether any replica answers at all, within ``within`` seconds. No cap, no retries."""
-        for replica in self.replicas:
-            try:
-                await replica.models.GetModelStatus(
-                    get_model_status_pb2.GetModelStatusRequest(), timeout=within
-                )
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() in _DOWN:
-                    continue
-            return True
-        return False
+        """Whether any replica answers at all, within ``within`` seconds; each replica's
+        ``up`` says whether it did. No cap, no retries."""
+        if len(self.replicas) == 1:
+            return await self._probe(self.replicas[0], within)
+        answers = await asyncio.gather(*(self._probe(r, within) for r in self.replicas))
+        return any(answers)
+
+    @staticmethod
+    async def _probe(replica: Replica, within: float) -> bool:
+        try:
+            await replica.models.GetModelStatus(
+                get_model_status_pb2.GetModelStatusRequest(), timeout=within
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in _DOWN:
+                replica.up = False
+                return False
+        replica.up = True
+        return True
 
     async def model_available(self, model: str, within: float) -> bool:
         """Whether some version of ``model`` is AVAILABLE. No cap, no retries."""
@@ -277,6 +289,7 @@ class Upstream:
                         # push-back, budget, stop) judges it like any other.
                         failed, first = first, None
                         raise failed
+                    self.metrics.retried()
                     return await self._attempt(method, request, deadline, call, metadata)
         except grpc.aio.AioRpcError as exc:
             if loop.predicate.budget_spent:
@@ -303,12 +316,16 @@ class Upstream:
                 replica = await self._connected(deadline)
                 call.attempts += 1
                 try:
-                    return await method(replica)(
+                    answer = await method(replica)(
                         request, timeout=max(deadline - time.monotonic(), 0.001), metadata=metadata
                     )
                 except grpc.aio.AioRpcError as exc:
                     if not _never_sent(exc):
+                        self.metrics.attempt(replica.target, Code[exc.code().name])
                         raise
+                else:
+                    self.metrics.attempt(replica.target, Code.OK)
+                    return answer
                 # The connection went after it was seen READY: not an attempt; wait again.
                 call.attempts -= 1
                 await asyncio.sleep(_RESEND_PAUSE)

@@ -17,6 +17,7 @@ import grpc
 from tfgate.calls import Call, Record
 from tfgate.errors import Unavailable
 from tfgate.fronts.grpc import id_trailer, metadata_of
+from tfgate.metrics import NO_METRICS, Metrics
 
 SHUTTING_DOWN: Final = "tfgate is shutting down; send the call to another instance"
 
@@ -29,7 +30,8 @@ class Drain:
     Health and reflection are not wrapped: they keep answering while tfgate drains.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics = NO_METRICS) -> None:
+        self.metrics = metrics
         self.open = 0
         self.draining = False
         self._idle = asyncio.Event()
@@ -57,7 +59,7 @@ class Drain:
             if self.draining:
                 credentials, rid = metadata_of(context)
                 call = Call(front, name, time.monotonic(), context.peer() or "", rid, credentials)
-                record = Record(call)
+                record = Record(call, self.metrics)
                 record.request_bytes = len(request) if isinstance(request, bytes) else 0
                 record.done(Unavailable(SHUTTING_DOWN))
                 await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN, id_trailer(call))

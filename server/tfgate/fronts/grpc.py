@@ -32,6 +32,7 @@ from tfgate.errors import (
 )
 from tfgate.fronts.v1 import parser, predict_of
 from tfgate.inference import Inference
+from tfgate.metrics import NO_METRICS, Metrics
 from tfgate.policy.gate import Gate
 from tfgate.v1 import inference_pb2
 
@@ -100,6 +101,8 @@ class Limits:
     # Read each caller's client certificate (mutual TLS with [auth] tls_identity): the gate
     # may need it; else not even looked at.
     peer_identity: bool = False
+    # Told of every call, through its Record.
+    metrics: Metrics = NO_METRICS
 
 
 def trailers_of(exc: GatewayError) -> tuple[tuple[str, str], ...]:
@@ -143,7 +146,7 @@ def rpc(
     def decorate(fn: Handler[_Req, _Resp]) -> RawHandler[_Resp]:
         async def wrapper(data: bytes, context: Context) -> _Resp:
             call = call_of(context, front, method, limits)
-            record = Record(call)
+            record = Record(call, limits.metrics)
             record.request_bytes = len(data)
             try:
                 response = await fn(parse(data), call, record)

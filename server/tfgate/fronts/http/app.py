@@ -1,7 +1,8 @@
 """The HTTP/JSON front: one aiohttp server beside the gRPC one, on the same event loop.
 
 Routes: TF Serving's REST API under ``/v1/`` (tfgate.fronts.http.tfserving), tfgate.v1 as JSON
-under ``/tfgate/v1/`` (tfgate.fronts.http.v1), and the probes ``/healthz`` and ``/readyz``.
+under ``/tfgate/v1/`` (tfgate.fronts.http.v1), the probes ``/healthz`` and ``/readyz``, and
+``/metrics`` unless the admin listener serves it (tfgate.fronts.http.admin).
 Every call goes through the request core (tfgate.inference), exactly as a gRPC call does.
 
 ``Middleware`` is the one place where exceptions become HTTP answers: TF Serving's routes
@@ -33,9 +34,10 @@ from tfgate.errors import (
     code_of,
     retry_after_seconds,
 )
-from tfgate.fronts.http import errors, tfserving, tfserving_json, v1, v1_json
+from tfgate.fronts.http import admin, errors, tfserving, tfserving_json, v1, v1_json
 from tfgate.fronts.http.base import Converter, credentials_of, json_response, open_record
 from tfgate.inference import Inference
+from tfgate.metrics import NO_METRICS, Exported, Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +76,9 @@ class Middleware:
     every call but the probes gets its access-log Record; it also knows the calls in flight,
     which a shutdown lets finish."""
 
-    def __init__(self, default_timeout: float) -> None:
+    def __init__(self, default_timeout: float, metrics: Metrics = NO_METRICS) -> None:
         self._timeout = default_timeout
+        self._metrics = metrics
         self.in_flight: set[asyncio.Task[object]] = set()
         # Set once the server stops: a call cancelled then did not lose its caller, the
         # server dropped it.
@@ -83,9 +86,9 @@ class Middleware:
 
     @web.middleware
     async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in _PROBES:
+        if request.path in _NOT_CALLS:
             return await handler(request)
-        record = open_record(request, _front(request), self._timeout)
+        record = open_record(request, _front(request), self._timeout, self._metrics)
         task = asyncio.current_task()
         if task is not None:
             self.in_flight.add(task)
@@ -141,7 +144,8 @@ class _Refused(GatewayError):
         self.code = code
 
 
-_PROBES: Final = frozenset({"/healthz", "/readyz"})
+# The probes and the metrics: open without credentials, and no access-log line.
+_NOT_CALLS: Final = frozenset({"/healthz", "/readyz", admin.PATH})
 
 
 class HttpFront:
@@ -153,9 +157,11 @@ class HttpFront:
         config: Config,
         ready: Callable[[], bool],
         ssl_context: ssl.SSLContext | None = None,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         """``ssl_context``: TLS only, with this context (tfgate.tls loads new certificates
-        into it in place)."""
+        into it in place). ``metrics``: told of every call; served at /metrics unless
+        ``admin_listen`` is set."""
         self._config = config
         self._inference = inference
         self._ssl = ssl_context
@@ -163,12 +169,14 @@ class HttpFront:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self.port = 0
-        self._middleware = Middleware(config.default_timeout)
+        self._middleware = Middleware(config.default_timeout, metrics)
         self.app = web.Application(
             middlewares=[self._middleware.handle], client_max_size=config.max_message_bytes
         )
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
+        if isinstance(metrics, Exported) and not config.admin_listen:
+            admin.add_metrics(self.app.router, metrics)
         limit, convert = config.max_message_bytes, Converter()
         tfserving.TfServingRoutes(inference, limit, convert).add_to(self.app.router)
         v1.V1Routes(inference, limit, convert).add_to(self.app.router)

@@ -21,6 +21,7 @@ from aiohttp import web
 from tfgate import tls
 from tfgate.calls import NO_CREDENTIALS, REQUEST_ID, Call, Credentials, Record, loggable, request_id
 from tfgate.errors import Cancelled, DeadlineExceeded, InvalidArgument
+from tfgate.metrics import NO_METRICS, Metrics
 
 RECORD_KEY: Final = web.RequestKey("tfgate.record", Record)
 # A deadline as gRPC's grpc-timeout header writes it: up to 8 digits and a unit.
@@ -35,13 +36,15 @@ def json_response(body: bytes, status: int = 200) -> web.Response:
     return web.Response(body=body, status=status, content_type=_JSON)
 
 
-def open_record(request: web.Request, front: str, default_timeout: float) -> Record:
+def open_record(
+    request: web.Request, front: str, default_timeout: float, metrics: Metrics = NO_METRICS
+) -> Record:
     """The Record of a call not yet routed: ``METHOD PATH`` until a route names it; its Call
     has its peer and its request id (the caller's ``x-request-id`` when sane, else a new one)."""
     method = f"{loggable(request.method)} {loggable(request.path)}"
     rid = request_id(request.headers.get(REQUEST_ID))
     call = Call(front, method, time.monotonic() + default_timeout, request.remote or "", rid)
-    record = Record(call)
+    record = Record(call, metrics)
     request[RECORD_KEY] = record
     return record
 
