@@ -160,7 +160,10 @@ def test_no_request_makes_tfgate_fail(  # noqa: PLR0917
     stack: Stack, method: str, prefix: str, model: str, suffix: str, query: str, body: bytes
 ) -> None:
     status, answer = send(stack.port, method, prefix + model + suffix + query, body)
-    assert status < 500, answer
+    # A well-formed :classify / :regress reaches the test backend, which implements neither:
+    # its UNIMPLEMENTED is TF Serving's 501, passed on as it should be.
+    passed_on = status == 501 and b"not served by this test backend" in answer
+    assert status < 500 or passed_on, answer
     if prefix != "/":
         found = json.loads(answer)  # JSON (with TF Serving's NaN and Infinity tokens)
         assert isinstance(found, dict)
