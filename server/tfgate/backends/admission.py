@@ -42,16 +42,24 @@ class Limiter:
             self.in_flight += 1
             return
         if len(self._waiters) >= self.max_queue:
-            self.shed += 1
-            raise ResourceExhausted(
-                f"tfgate is at capacity: {self.in_flight} backend calls in flight and "
-                f"{len(self._waiters)} waiting (max_concurrency={self.limit}, "
-                f"max_queue={self.max_queue}); retry with back-off"
-            )
-        remaining = deadline - time.monotonic()
-        wait = min(self.max_wait, remaining)
+            raise self._queue_full()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        await self._wait(waiter, deadline, client)
+
+    def _queue_full(self) -> ResourceExhausted:
+        self.shed += 1
+        return ResourceExhausted(
+            f"tfgate is at capacity: {self.in_flight} backend calls in flight and "
+            f"{self.waiting} waiting (max_concurrency={self.limit}, "
+            f"max_queue={self.max_queue}); retry with back-off"
+        )
+
+    async def _wait(self, waiter: asyncio.Future[None], deadline: float, client: str) -> None:
+        """Waits for the queued ``waiter`` to be handed a slot, for at most ``max_wait`` and
+        never past the ``deadline``; takes it off the queue, whatever happens."""
+        remaining = deadline - time.monotonic()
+        wait = min(self.max_wait, remaining)
         try:
             async with asyncio.timeout(max(wait, 0.0)):
                 await waiter
@@ -66,15 +74,23 @@ class Limiter:
             self.shed += 1
             raise ResourceExhausted(
                 f"tfgate is at capacity: waited {wait * 1000:.0f} ms (max_queue_wait) for one "
-                f"of the {self.limit} backend call slots; retry with back-off"
+                f"of the {self.limit} backend call slots{self._share_note(client)}; retry with "
+                "back-off"
             ) from None
         except BaseException:
             if waiter.done() and not waiter.cancelled():
-                self.release()  # handed a slot just as we were cancelled: pass it on
+                self.release(client)  # handed a slot just as we were cancelled: pass it on
             raise
         finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
+            self._unqueue(waiter, client)
+
+    def _share_note(self, client: str) -> str:
+        """What a refusal after waiting says of ``client``'s share: nothing, without one."""
+        return ""
+
+    def _unqueue(self, waiter: asyncio.Future[None], client: str) -> None:
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
 
     def release(self, client: str = "-") -> None:
         self.in_flight -= 1
@@ -117,46 +133,21 @@ class FairLimiter(Limiter):
             self._take(client)
             return
         if len(self._fair) >= self.max_queue:
-            self.shed += 1
-            raise ResourceExhausted(
-                f"tfgate is at capacity: {self.in_flight} backend calls in flight and "
-                f"{len(self._fair)} waiting (max_concurrency={self.limit}, "
-                f"max_queue={self.max_queue}); retry with back-off"
-            )
-        remaining = deadline - time.monotonic()
-        wait = min(self.max_wait, remaining)
+            raise self._queue_full()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._fair.append((waiter, client))
+        await self._wait(waiter, deadline, client)
+
+    def _share_note(self, client: str) -> str:
+        held = self.held.get(client, 0)
+        if held < self.per_client:
+            return ""
+        return f"; client {client} holds {held}, its share (limits.client_share)"
+
+    def _unqueue(self, waiter: asyncio.Future[None], client: str) -> None:
         entry = (waiter, client)
-        self._fair.append(entry)
-        try:
-            async with asyncio.timeout(max(wait, 0.0)):
-                await waiter
-        except TimeoutError:
-            if waiter.done() and not waiter.cancelled():
-                return
-            if wait >= remaining:
-                raise DeadlineExceeded(
-                    f"the deadline ran out after {wait * 1000:.0f} ms waiting for one of the "
-                    f"{self.limit} backend call slots"
-                ) from None
-            self.shed += 1
-            held = self.held.get(client, 0)
-            share = (
-                f"; client {client} holds {held}, its share (limits.client_share)"
-                if held >= self.per_client
-                else ""
-            )
-            raise ResourceExhausted(
-                f"tfgate is at capacity: waited {wait * 1000:.0f} ms (max_queue_wait) for one "
-                f"of the {self.limit} backend call slots{share}; retry with back-off"
-            ) from None
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self.release(client)
-            raise
-        finally:
-            if entry in self._fair:
-                self._fair.remove(entry)
+        if entry in self._fair:
+            self._fair.remove(entry)
 
     def release(self, client: str = "-") -> None:
         self.in_flight -= 1
