@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias, TypeVar, cast
 
@@ -50,19 +50,26 @@ Handler = Callable[[_Req, Call, Record], Awaitable[_Resp]]
 RawHandler = Callable[[bytes, Context], Awaitable[_Resp]]
 
 
-def metadata_of(context: Context, peer_identity: bool = False) -> tuple[Credentials, str]:
-    """The call's credentials and its request id (the caller's ``x-request-id`` when sane, else
-    a new one), in one pass over its metadata; with ``peer_identity``, a caller that sent no
-    token is its verified client certificate's name."""
+def _read(metadata: Iterable[tuple[str, str | bytes]] | None) -> tuple[str, str, str | None]:
+    """``authorization``, ``x-api-key`` (empty when absent) and ``x-request-id`` (None when
+    absent) in a call's metadata, in one pass."""
     authorization = api_key = ""
     given: str | None = None
-    for key, value in context.invocation_metadata() or ():
+    for key, value in metadata or ():
         if key == "authorization" and isinstance(value, str):
             authorization = value
         elif key == "x-api-key" and isinstance(value, str):
             api_key = value
         elif key == REQUEST_ID and isinstance(value, str):
             given = value
+    return authorization, api_key, given
+
+
+def metadata_of(context: Context, peer_identity: bool = False) -> tuple[Credentials, str]:
+    """The call's credentials and its request id (the caller's ``x-request-id`` when sane, else
+    a new one), in one pass over its metadata; with ``peer_identity``, a caller that sent no
+    token is its verified client certificate's name."""
+    authorization, api_key, given = _read(context.invocation_metadata())
     if authorization or api_key:
         credentials = Credentials(authorization, api_key)
     else:
@@ -248,12 +255,7 @@ class ClosedServices(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None or not details.method.startswith(self._prefixes):
             return handler
-        authorization = api_key = ""
-        for key, value in details.invocation_metadata or ():
-            if key == "authorization" and isinstance(value, str):
-                authorization = value
-            elif key == "x-api-key" and isinstance(value, str):
-                api_key = value
+        authorization, api_key, _ = _read(details.invocation_metadata)
         credentials = Credentials(authorization, api_key)
         call = Call("grpc", details.method, time.monotonic(), credentials=credentials)
         try:
