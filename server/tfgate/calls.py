@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -102,6 +103,10 @@ def _cut(text: str) -> str:
 
 _HTTP_FRONTS: Final = frozenset({"http", "tfs-http"})
 
+# What else hears of every finished call, besides the access log (tfgate.status' window, added
+# and removed by tfgate.app): empty unless such a part is on, and then one test per call.
+observers: list[Callable[[Record], None]] = []
+
 
 class Record:
     """The access log of one call: ``METHOD model=NAME version=V code=CODE ms=MS client=NAME
@@ -164,6 +169,9 @@ class Record:
             self.error = error or code.name
         if access_logger.isEnabledFor(logging.INFO):  # else not even a log record
             access_logger.info(self)
+        if observers:
+            for observe in observers:
+                observe(self)
 
     def __str__(self) -> str:
         return "%s model=%s version=%s code=%s ms=%.2f client=%s front=%s" % (  # noqa: UP031
