@@ -22,7 +22,7 @@ def test_rate_and_error_ratio_over_the_last_minute() -> None:
     clock = Clock()
     window = Window(["m"], clock=clock)
     clock.now += 60  # a full minute since start: the rate is per 60 s
-    for second in range(30):
+    for _ in range(30):
         clock.now += 1
         for i in range(4):
             window.add("m", Code.OK if i else Code.UNAVAILABLE, 5.0)

@@ -21,13 +21,14 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from tfgate import calls
 from tfgate.backends.upstream import Upstream
 from tfgate.calls import Call
 from tfgate.catalog import Catalog
@@ -40,11 +41,14 @@ from tfgate.inference import Inference
 from tfgate.plans.plan import Plans
 from tfgate.policy.config import PolicyError
 from tfgate.policy.gate import Gate
+from tfgate.status import Window
 from tfgate.tls import Certificates
 from tfgate.translate import Selector
 
 if TYPE_CHECKING:
     from tfgate.fronts.http.app import HttpFront
+    from tfgate.fronts.http.status_page import StatusPage
+    from tfgate.status_view import Overview
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +143,7 @@ class Gateway:
         self.port = 0
         self.http: HttpFront | None = None
         self.http_port = 0
+        self.window = Window()  # the status page's (tfgate.status): fed while HTTP is on
 
     async def start(self) -> int:
         # A [models.NAME] section that does not fit its model stops tfgate before it serves.
@@ -172,7 +177,8 @@ class Gateway:
             from tfgate.fronts.http.app import HttpFront  # aiohttp: only when HTTP is on
 
             context = None if self.certificates is None else self.certificates.http_context()
-            self.http = HttpFront(self.inference, self.config, self.ready, context)
+            page = self._status_page()
+            self.http = HttpFront(self.inference, self.config, self.ready, context, page)
             try:
                 self.http_port = await self.http.start()
             except BaseException as exc:
@@ -184,11 +190,25 @@ class Gateway:
                         f"cannot listen on {self.config.http_listen} (http_listen): {reason or exc}"
                     ) from None
                 raise
+            calls.observers.append(self.window.observe)
         await self.inference.gate.start()  # a JWKS URL's keys, before the first token comes
         self._monitor = asyncio.create_task(self._watch_backend())
         if self.certificates is not None:
             self.certificates.start_watching()
         return self.port
+
+    def _status_page(self) -> StatusPage:
+        """The page at ``/`` on the HTTP listener, and the window of calls it shows."""
+        from tfgate.fronts.http.status_page import StatusPage
+        from tfgate.status_view import overview
+
+        self.window = Window([*self.inference.plans.configured, *self.config.health_models])
+        window = self.window
+
+        def gather() -> Awaitable[Overview]:
+            return overview(self.config, self.upstream, self.inference, window, self.ready())
+
+        return StatusPage(gather, lambda: not self.config.policy.enabled)
 
     async def _listen_grpc(self) -> None:
         """Binds the gRPC listener (TLS when a certificate is set); ListenError if it cannot."""
@@ -286,6 +306,8 @@ class Gateway:
         """Turns NOT_SERVING and refuses new calls, while health keeps answering; lets in-flight
         calls finish within grace, cancels the rest (one log line), then closes."""
         self._stopping = True
+        if self.window.observe in calls.observers:
+            calls.observers.remove(self.window.observe)
         if self._reloading is not None:
             await asyncio.gather(self._reloading, return_exceptions=True)
         self.drain.begin()

@@ -33,6 +33,7 @@ from tfgate.errors import (
 )
 from tfgate.fronts.http import errors, tfserving, tfserving_json, v1, v1_json
 from tfgate.fronts.http.base import Converter, json_response, open_record
+from tfgate.fronts.http.status_page import StatusPage
 from tfgate.inference import Inference
 
 logger = logging.getLogger(__name__)
@@ -151,9 +152,10 @@ class HttpFront:
         config: Config,
         ready: Callable[[], bool],
         ssl_context: ssl.SSLContext | None = None,
+        status_page: StatusPage | None = None,
     ) -> None:
         """``ssl_context``: TLS only, with this context (tfgate.tls loads new certificates
-        into it in place)."""
+        into it in place); ``status_page``: served at ``/``."""
         self._config = config
         self._inference = inference
         self._ssl = ssl_context
@@ -170,6 +172,8 @@ class HttpFront:
         limit, convert = config.max_message_bytes, Converter()
         tfserving.TfServingRoutes(inference, limit, convert).add_to(self.app.router)
         v1.V1Routes(inference, limit, convert).add_to(self.app.router)
+        if status_page is not None:
+            status_page.add_to(self.app.router)
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return json_response(b'{"status":"ok"}')
