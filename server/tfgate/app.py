@@ -24,7 +24,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import grpc
@@ -44,6 +44,7 @@ from tfgate.metrics import Exported, metrics_for
 from tfgate.plans.plan import Plans
 from tfgate.policy.config import PolicyError
 from tfgate.policy.gate import Gate
+from tfgate.status import Window
 from tfgate.tfs.tensorflow_serving.apis import get_model_metadata_pb2
 from tfgate.tls import Certificates
 from tfgate.translate import Selector
@@ -51,6 +52,8 @@ from tfgate.translate import Selector
 if TYPE_CHECKING:
     from tfgate.fronts.http.admin import AdminFront
     from tfgate.fronts.http.app import HttpFront
+    from tfgate.fronts.http.status_page import StatusPage
+    from tfgate.status_view import Overview
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +170,7 @@ class Gateway:
         self.http_port = 0
         self.admin: AdminFront | None = None
         self.admin_port = 0
+        self.window = Window()  # the status page's (tfgate.status), fed while a listener shows it
 
     async def _metadata(
         self, request: get_model_metadata_pb2.GetModelMetadataRequest, call: Call
@@ -209,7 +213,16 @@ class Gateway:
             from tfgate.fronts.http.app import HttpFront  # aiohttp: only when HTTP is on
 
             context = None if self.certificates is None else self.certificates.http_context()
-            self.http = HttpFront(self.inference, self.config, self.ready, context, self.metrics)
+            # The status page goes where the metrics go: admin_listen when set.
+            page = None if self.config.admin_listen else self._status_page(admin=False)
+            self.http = HttpFront(
+                self.inference,
+                self.config,
+                self.ready,
+                context,
+                metrics=self.metrics,
+                status_page=page,
+            )
             try:
                 self.http_port = await self.http.start()
             except BaseException as exc:
@@ -229,7 +242,7 @@ class Gateway:
         from tfgate.fronts.http.admin import AdminFront  # aiohttp: only when a listener is on
 
         metrics = self.metrics if isinstance(self.metrics, Exported) else None
-        self.admin = AdminFront(self.config.admin_listen, metrics)
+        self.admin = AdminFront(self.config.admin_listen, metrics, self._status_page(admin=True))
         try:
             self.admin_port = await self.admin.start()
         except BaseException as exc:
@@ -239,6 +252,25 @@ class Gateway:
             await self.upstream.close()
             _listen_failed(exc, self.config.admin_listen, "admin_listen")
             raise
+
+    def _status_page(self, admin: bool) -> StatusPage:
+        """The page at ``/``, and the window of calls it shows, fed from now on by every call
+        that ends. On ``admin_listen`` (``admin``), the operators' listener, it is shown with
+        [auth] on too, and without its Predict form (that listener serves no API); on
+        ``http_listen`` it is refused while [auth] is on."""
+        from tfgate.fronts.http.status_page import StatusPage
+        from tfgate.status_view import overview
+
+        self.window = Window([*self.inference.plans.configured, *self.config.health_models])
+        self.metrics.observers = (self.window.observe,)
+        window = self.window
+
+        def gather() -> Awaitable[Overview]:
+            return overview(self.config, self.upstream, self.inference, window, self.ready())
+
+        if admin:
+            return StatusPage(gather, lambda: True, form=False)
+        return StatusPage(gather, lambda: not self.config.policy.enabled)
 
     async def _listen_grpc(self) -> None:
         """Binds the gRPC listener (TLS when a certificate is set); ListenError if it cannot."""
@@ -410,11 +442,16 @@ async def serve(
         http_host = config.http_listen.rsplit(":", 1)[0]
         print(f"tfgate HTTP on {http_host}:{gateway.http_port}", flush=True)
     if gateway.admin is not None:
-        admin_host = config.admin_listen.rsplit(":", 1)[0]
-        print(f"tfgate metrics on http://{admin_host}:{gateway.admin_port}/metrics", flush=True)
-    elif gateway.http is not None and config.metrics:
+        base = f"http://{config.admin_listen.rsplit(':', 1)[0]}:{gateway.admin_port}"
+    elif gateway.http is not None:
         scheme = "https" if config.tls_cert else "http"
-        print(f"tfgate metrics on {scheme}://{http_host}:{gateway.http_port}/metrics", flush=True)
+        base = f"{scheme}://{http_host}:{gateway.http_port}"
+    else:
+        base = ""
+    if base:
+        if config.metrics:
+            print(f"tfgate metrics on {base}/metrics", flush=True)
+        print(f"tfgate status page on {base}/", flush=True)
     await stopping.wait()
     logger.info("shutting down; in-flight calls get %.1f s", config.grace_period)
     await gateway.stop()

@@ -170,6 +170,8 @@ class Record:
         self.metrics.called(self)
         if access_logger.isEnabledFor(logging.INFO):  # else not even a log record
             access_logger.info(self)
+        for observe in self.metrics.observers:
+            observe(self)
 
     def __str__(self) -> str:
         return "%s model=%s version=%s code=%s ms=%.2f client=%s front=%s" % (  # noqa: UP031

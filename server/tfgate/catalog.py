@@ -79,3 +79,13 @@ class Catalog:
         """TF Serving no longer knows something of ``model``: re-read all of it."""
         for sel in [s for s in self._entries if s.model == model]:
             del self._entries[sel]
+
+    def models(self) -> list[str]:
+        """The models TF Serving has described to tfgate, in the order it first did."""
+        return list(dict.fromkeys(sel.model for sel in self._entries))
+
+    def labels(self, model: str) -> dict[str, int]:
+        """The labels of ``model`` callers have named, and the version each last resolved to
+        (TF Serving's API cannot list them)."""
+        entries = self._entries.items()
+        return {s.label: e.meta.version for s, e in entries if s.model == model and s.label}

@@ -128,6 +128,12 @@ class Inference:
     ) -> inference_pb2.Model:
         """Every version's state, and the signatures of the version named (or the latest)."""
         await self.gate.admit(call, "GetModel", model)
+        return await self.describe(model, version, label, call)
+
+    async def describe(
+        self, model: str, version: int, label: str, call: Call
+    ) -> inference_pb2.Model:
+        """GetModel's answer without the gate: for tfgate's own status page."""
         sel = translate.selector(model, version, label)
         # The signatures first: an unknown model is then refused in the very words of Predict.
         meta = await self.catalog.metadata(sel, call)

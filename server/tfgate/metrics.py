@@ -20,7 +20,7 @@ With ``metrics = false`` the gateway gets ``Metrics`` itself, whose methods do n
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import (
@@ -76,6 +76,9 @@ class Metrics:
     """What the core reports, doing nothing: the gateway's metrics when ``metrics = false``."""
 
     enabled = False
+    # What else hears of every call that ends (tfgate.status' window, set by tfgate.app on the
+    # gateway's own Metrics, never on NO_METRICS): none unless the status page is on.
+    observers: tuple[Callable[[Record], None], ...] = ()
 
     def called(self, record: Record) -> None:
         """A call ended (``record.code``, ``record.ms``)."""
@@ -323,6 +326,6 @@ class _State(Collector):
 def metrics_for(config: Config) -> Metrics:
     """The gateway's metrics: exported unless ``metrics = false``."""
     if not config.metrics:
-        return NO_METRICS
+        return Metrics()  # its own: tfgate.app may give it observers
     clients = set(config.policy.clients) | set(config.limits.clients)
     return Exported(clients)

@@ -331,6 +331,11 @@ class Plans:
         # A section that does not fit a version keeps the reason, which its requests get.
         self._plans: dict[tuple[str, int, str], Plan | str] = {}
 
+    @property
+    def configured(self) -> tuple[str, ...]:
+        """The models with a [models.NAME] section."""
+        return tuple(self._sections)
+
     def plan(self, meta: ModelMetadata, signature: str) -> Plan:
         """The plan for a request to ``signature`` ("" for the default) of ``meta``."""
         found = self._lookup(meta, signature or DEFAULT_SIGNATURE)

@@ -1,9 +1,9 @@
 """What an operator reads, not a caller: ``GET /metrics`` (tfgate.metrics), in Prometheus' text
-format.
+format, and the status page at ``/`` (tfgate.fronts.http.status_page).
 
-It is served on ``admin_listen`` when that is set, a listener of its own that serves nothing
-else, so that the metrics can stay off the public port; else on ``http_listen`` beside the API.
-Like the probes, it asks for no credentials and is not a call: no access-log line, not counted.
+They are served on ``admin_listen`` when that is set, a listener of its own that serves nothing
+else, so that they can stay off the public port; else on ``http_listen`` beside the API. Like
+the probes, they ask for no credentials and are not calls: no access-log line, not counted.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Final
 
 from aiohttp import web
 
+from tfgate.fronts.http.status_page import StatusPage
 from tfgate.metrics import CONTENT_TYPE, Exported
 
 PATH: Final = "/metrics"
@@ -28,13 +29,17 @@ def add_metrics(router: web.UrlDispatcher, metrics: Exported) -> None:
 
 class AdminFront:
     """The admin listener: ``start`` binds ``listen`` (HOST:PORT) and returns the port.
-    Without ``metrics`` (``metrics = false``) it serves nothing yet."""
+    Without ``metrics`` (``metrics = false``) it serves the status page alone."""
 
-    def __init__(self, listen: str, metrics: Exported | None) -> None:
+    def __init__(
+        self, listen: str, metrics: Exported | None, status_page: StatusPage | None = None
+    ) -> None:
         self._listen = listen
         self.app = web.Application()
         if metrics is not None:
             add_metrics(self.app.router, metrics)
+        if status_page is not None:
+            status_page.add_to(self.app.router)
         self._runner: web.AppRunner | None = None
         self.port = 0
 

@@ -36,6 +36,7 @@ from tfgate.errors import (
 )
 from tfgate.fronts.http import admin, errors, tfserving, tfserving_json, v1, v1_json
 from tfgate.fronts.http.base import Converter, credentials_of, json_response, open_record
+from tfgate.fronts.http.status_page import StatusPage
 from tfgate.inference import Inference
 from tfgate.metrics import NO_METRICS, Exported, Metrics
 
@@ -157,11 +158,13 @@ class HttpFront:
         config: Config,
         ready: Callable[[], bool],
         ssl_context: ssl.SSLContext | None = None,
+        *,
         metrics: Metrics = NO_METRICS,
+        status_page: StatusPage | None = None,
     ) -> None:
         """``ssl_context``: TLS only, with this context (tfgate.tls loads new certificates
         into it in place). ``metrics``: told of every call; served at /metrics unless
-        ``admin_listen`` is set."""
+        ``admin_listen`` is set. ``status_page``: served at ``/``."""
         self._config = config
         self._inference = inference
         self._ssl = ssl_context
@@ -180,6 +183,8 @@ class HttpFront:
         limit, convert = config.max_message_bytes, Converter()
         tfserving.TfServingRoutes(inference, limit, convert).add_to(self.app.router)
         v1.V1Routes(inference, limit, convert).add_to(self.app.router)
+        if status_page is not None:
+            status_page.add_to(self.app.router)
 
     async def _refused(self, request: web.Request) -> web.Response | None:
         """With ``[auth] open`` leaving out the probes, the 401 a caller without valid
