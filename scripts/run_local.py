@@ -144,6 +144,9 @@ and over HTTP (TF Serving's REST API, and tfgate.v1 as JSON):
   curl -d '{{"inputs": {{"x": {{"floats": [1, 2, 5]}}}}}}' http://{http}/tfgate/v1/models/half_plus_two:predict
   curl http://{http}/readyz
 
+The status page: http://{http}/ (open it in a browser)
+Prometheus metrics: http://{http}/metrics
+
 Ctrl-C stops everything.
 """,
         flush=True,

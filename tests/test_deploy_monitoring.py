@@ -106,3 +106,58 @@ def test_the_name_check_finds_a_metric_tfgate_does_not_export() -> None:
     assert metric_names("histogram_quantile(0.99, sum by (le) (rate(x_bucket[1m])))") == {
         "x_bucket"
     }
+
+
+README = ROOT / "README.md"
+OBSERVABILITY = ROOT / "docs" / "observability.md"
+
+
+def promql_blocks(page: Path) -> list[str]:
+    """The expressions of a page's ```promql blocks: one per line that is not a comment, a
+    line that starts with spaces continuing the one before."""
+    text = page.read_text(encoding="utf-8")
+    exprs: list[str] = []
+    for block in re.findall(r"```promql\n(.*?)```", text, re.DOTALL):
+        for line in block.splitlines():
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            if line.startswith(" ") and exprs:
+                exprs[-1] += " " + line.strip()
+            else:
+                exprs.append(line.strip())
+    return exprs
+
+
+def test_the_docs_promql_parses_and_names_only_exported_metrics(tmp_path: Path) -> None:
+    exprs = promql_blocks(README) + promql_blocks(OBSERVABILITY)
+    assert len(exprs) >= 8
+    names = exported()
+    for expr in exprs:
+        assert metric_names(expr) <= names, expr
+    # promtool parses each as a recording rule's expression.
+    rules = tmp_path / "docs.yml"
+    rules.write_text(
+        "groups:\n  - name: docs\n    rules:\n"
+        + "".join(
+            f"      - record: docs:expr{i}\n        expr: {json.dumps(expr)}\n"
+            for i, expr in enumerate(exprs)
+        ),
+        encoding="utf-8",
+    )
+    done = promtool("check", "rules", str(rules))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(exprs)} rules found" in done.stdout
+
+
+def test_the_readme_lists_every_metric_tfgate_exports() -> None:
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Observability") :]
+    section = section[: section.index("\n## ", 1)]
+    listed = set(re.findall(r"`(tfgate_[a-z_]+)`", section))
+    families = {
+        re.sub(r"_(bucket|count|sum|created)$", "", name)
+        for name in exported()
+        if name.startswith("tfgate_")
+    }
+    families -= {name for name in families if f"{name}_total" in families}  # a counter's family
+    assert listed == families, (sorted(families - listed), sorted(listed - families))
