@@ -1,0 +1,268 @@
+"""Micro-batching: concurrent Predicts for one model version and signature gathered for up to
+``max_delay`` and sent to TF Serving as one (tfgate.batch joins and cuts them).
+
+One Batcher per model with a ``[models.NAME.batching]`` section. A call joins the open batch
+of its kind (same version, signature, output filter, input dtypes and trailing dimensions);
+the batch is sent when ``max_delay`` has passed since it opened, when it holds
+``max_batch_size`` rows, or at once when a member's deadline would end inside the window. A
+batch of one is sent as the call itself, unchanged. The batch is one backend call: one slot of
+the concurrency cap, one retry budget entry; a retry retries the whole batch.
+
+Each member keeps its own deadline (it gets DEADLINE_EXCEEDED when its deadline passes, the
+batch goes on for the others), and a member whose caller goes away leaves its batch: before
+it is sent its rows are taken out; after, the others still get their answers (the backend
+call is cancelled only when no member waits for it any more). TF Serving's error reaches every
+member, each as its own exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from tfgate import batch
+from tfgate.calls import Call
+from tfgate.errors import DeadlineExceeded, ResourceExhausted
+from tfgate.tfs.tensorflow_serving.apis import model_pb2, predict_pb2
+
+logger = logging.getLogger(__name__)
+
+Send = Callable[[bytes, Call], Awaitable[predict_pb2.PredictResponse]]
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    """``[models.NAME.batching]``: at most ``max_batch_size`` rows per batch, gathered for at
+    most ``max_delay`` seconds; ``allowed_batch_sizes`` (ascending, the last one
+    ``max_batch_size``) pads a batch up to the next; at most ``max_enqueued`` calls wait in
+    open batches (more are refused RESOURCE_EXHAUSTED)."""
+
+    max_batch_size: int = 32
+    max_delay: float = 0.002
+    allowed_batch_sizes: tuple[int, ...] = ()
+    max_enqueued: int = 1024
+
+    def __post_init__(self) -> None:
+        where = "[models.NAME.batching]"
+        if self.max_batch_size < 1:
+            raise ValueError(f"{where} max_batch_size: must be at least 1")
+        if not 0.0 < self.max_delay <= 1.0:
+            raise ValueError(f"{where} max_delay: must be over 0 and at most 1000 ms")
+        if self.max_enqueued < 1:
+            raise ValueError(f"{where} max_enqueued: must be at least 1")
+        sizes = self.allowed_batch_sizes
+        if sizes:
+            if any(b <= a for a, b in itertools.pairwise(sizes)) or sizes[0] < 1:
+                raise ValueError(f"{where} allowed_batch_sizes: must be positive and ascending")
+            if sizes[-1] != self.max_batch_size:
+                raise ValueError(
+                    f"{where} allowed_batch_sizes: the last ({sizes[-1]}) must equal "
+                    f"max_batch_size ({self.max_batch_size})"
+                )
+
+
+@dataclass(eq=False)
+class _Waiting:
+    member: batch.Member
+    data: bytes
+    call: Call
+    answer: asyncio.Future[predict_pb2.PredictResponse]
+
+
+@dataclass(eq=False)
+class _Batch:
+    key: batch.Key
+    spec: model_pb2.ModelSpec
+    members: list[_Waiting] = field(default_factory=list)
+    rows: int = 0
+    timer: asyncio.TimerHandle | None = None
+    task: asyncio.Task[None] | None = None
+
+
+def _own(exc: BaseException) -> BaseException:
+    """A copy of ``exc`` for one member: an exception raised in several tasks would gather
+    each one's traceback."""
+    clone = type(exc).__new__(type(exc))
+    clone.args = exc.args
+    clone.__dict__.update(exc.__dict__)
+    return clone
+
+
+class Batcher:
+    """The batches of one model. ``predict`` is Backend.predict's shape, plus the version and
+    signature the call resolved to."""
+
+    def __init__(
+        self,
+        model: str,
+        config: BatchingConfig,
+        send: Send,
+        max_elements: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self._send = send
+        self._max_elements = max_elements
+        self._clock = clock
+        self._open: dict[tuple[int, str, batch.Key], _Batch] = {}
+        self.enqueued = 0  # calls in open batches, not yet sent
+        self.unbatchable: str | None = None  # the output that showed the model reduces rows
+        self.batches = 0  # batches sent (of two or more calls)
+        self.batched_calls = 0  # calls sent in them
+
+    async def predict(
+        self, data: bytes, call: Call, version: int, signature: str
+    ) -> predict_pb2.PredictResponse:
+        """TF Serving's answer to the serialized PredictRequest ``data``, alone or in a batch
+        to ``version`` of the model, ``signature``."""
+        if self.unbatchable is not None:
+            return await self._send(data, call)
+        request = predict_pb2.PredictRequest.FromString(data)
+        member = batch.member_of(request)
+        if member is None or member.rows > self.config.max_batch_size:
+            return await self._send(data, call)
+        if self.enqueued >= self.config.max_enqueued:
+            raise ResourceExhausted(
+                f"model '{self.model}': {self.enqueued} calls wait for a batch, the most "
+                f"[models.{self.model}.batching] max_enqueued allows"
+            )
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(member, data, call, loop.create_future())
+        now = self._clock()
+        opened = self._join(waiting, version, signature, loop)
+        if (
+            opened.rows >= self.config.max_batch_size
+            or call.deadline - now <= self.config.max_delay
+        ):
+            self._flush(opened)
+        return await self._wait(waiting, opened)
+
+    def _join(
+        self, waiting: _Waiting, version: int, signature: str, loop: asyncio.AbstractEventLoop
+    ) -> _Batch:
+        where = (version, signature, batch.key_of(waiting.member.request))
+        opened = self._open.get(where)
+        if opened is not None and opened.rows + waiting.member.rows > self.config.max_batch_size:
+            self._flush(opened)
+            opened = None
+        if opened is None:
+            spec = model_pb2.ModelSpec(name=self.model, signature_name=signature)
+            spec.version.value = version
+            opened = _Batch(where[2], spec)
+            self._open[where] = opened
+            opened.timer = loop.call_later(self.config.max_delay, self._flush, opened)
+        opened.members.append(waiting)
+        opened.rows += waiting.member.rows
+        self.enqueued += 1
+        return opened
+
+    def _flush(self, opened: _Batch) -> None:
+        """Sends ``opened`` (once; a timer that fires after the batch has gone does nothing)."""
+        if opened.task is not None or not opened.members:
+            return
+        for where, found in self._open.items():
+            if found is opened:
+                del self._open[where]
+                break
+        if opened.timer is not None:
+            opened.timer.cancel()
+        self.enqueued -= len(opened.members)
+        opened.task = asyncio.get_running_loop().create_task(self._run(opened))
+
+    async def _run(self, opened: _Batch) -> None:
+        members = list(opened.members)
+        try:
+            if len(members) == 1 and not self.config.allowed_batch_sizes:
+                only = members[0]
+                answers = [await self._send(only.data, only.call)]
+            else:
+                answers = await self._send_batch(opened, members)
+        except asyncio.CancelledError:
+            for waiting in members:
+                if not waiting.answer.done():
+                    waiting.answer.cancel()
+            raise
+        except BaseException as exc:  # every member gets it, each its own copy
+            for waiting in members:
+                if not waiting.answer.done():
+                    waiting.answer.set_exception(_own(exc))
+            return
+        for waiting, answer in zip(members, answers, strict=True):
+            if not waiting.answer.done():
+                waiting.answer.set_result(answer)
+
+    async def _send_batch(
+        self, opened: _Batch, members: list[_Waiting]
+    ) -> list[predict_pb2.PredictResponse]:
+        data, size = batch.merge(
+            [w.member for w in members], opened.spec, self.config.allowed_batch_sizes
+        )
+        first = members[0].call
+        call = Call(
+            first.front,
+            first.method,
+            max(w.call.deadline for w in members),
+            peer=first.peer,
+            request_id=f"{first.request_id}+{len(members) - 1}",
+            credentials=first.credentials,
+            client=first.client,
+        )
+        try:
+            answer = await self._send(data, call)
+        finally:
+            for waiting in members:
+                waiting.call.attempts += call.attempts
+        self.batches += 1
+        self.batched_calls += len(members)
+        rows = [w.member.rows for w in members]
+        try:
+            return batch.split(answer, rows, size, self._max_elements * len(members))
+        except batch.Unsplittable as exc:
+            if self.unbatchable is None:
+                self.unbatchable = exc.output
+                logger.warning(
+                    "model '%s' is not batchable: %s; its calls are sent one by one from now on",
+                    self.model,
+                    exc.message,
+                )
+            raise
+
+    async def _wait(self, waiting: _Waiting, opened: _Batch) -> predict_pb2.PredictResponse:
+        left = waiting.call.deadline - self._clock()
+        try:
+            async with asyncio.timeout(max(left, 0.0)):
+                return await asyncio.shield(waiting.answer)
+        except TimeoutError:
+            self._leave(waiting, opened)
+            raise DeadlineExceeded(
+                f"deadline exceeded while its batch for model '{self.model}' was at TF Serving"
+            ) from None
+        except asyncio.CancelledError:
+            self._leave(waiting, opened)
+            raise
+
+    def _leave(self, waiting: _Waiting, opened: _Batch) -> None:
+        """``waiting``'s caller is gone: out of its batch if not yet sent; else, if nobody
+        waits for the batch any more, the backend call is cancelled."""
+        if opened.task is None:
+            with contextlib.suppress(ValueError):
+                opened.members.remove(waiting)
+                opened.rows -= waiting.member.rows
+                self.enqueued -= 1
+            if not opened.members:
+                if opened.timer is not None:
+                    opened.timer.cancel()
+                for where, found in list(self._open.items()):
+                    if found is opened:
+                        del self._open[where]
+            return
+        if not waiting.answer.done():
+            waiting.answer.cancel()
+        if all(w.answer.done() for w in opened.members) and not opened.task.done():
+            opened.task.cancel()
