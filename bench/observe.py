@@ -14,6 +14,10 @@ alternating rounds (bench/run.py ``measure_observe``):
 The metrics cost is tfgate's CPU per call over tfgate-nometrics', the tracing cost
 tfgate-traced's over tfgate's, both within each round (bench/report.py ``observe_summary``).
 Every answer is checked as for the other paths (bench/load.py).
+
+``metrics_cost``, for reference: what tfgate's metrics do for one good Predict (the call
+counted and timed, one backend attempt counted, the preprocessing timed), in-process, against
+the do-nothing Metrics of ``metrics = false``; ``python -m bench.observe`` prints it.
 """
 
 from __future__ import annotations
@@ -21,10 +25,15 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from bench import otlp_sink, procs, report
+from bench.messages import MODEL
+from tfgate.calls import Call, Record
 from tfgate.config import Config, load
+from tfgate.errors import Code
+from tfgate.metrics import Exported, Metrics
 
 PATHS = report.OBSERVE_PATHS
 OTLP_FLAG = "--otlp-endpoint"
@@ -86,3 +95,41 @@ def sink_stats(proc: procs.Proc) -> dict[str, int]:
     """What the trace sink of ``proc`` (a started tfgate-traced) has received so far."""
     (sink,) = proc.companions
     return otlp_sink.stats(f"127.0.0.1:{sink.port}")
+
+
+def _per_call_us(metrics: Metrics, calls: int) -> float:
+    record = Record(Call("grpc", "Predict", 0.0), metrics)
+    record.model, record.version, record.ms = MODEL, 1, 1.0
+    metrics.knows(MODEL)  # as the catalog tells it once TF Serving answered for the model
+    replica = "127.0.0.1:8500"
+    began = time.perf_counter()
+    for _ in range(calls):
+        metrics.preprocessed(MODEL, 1e-5)
+        metrics.attempt(replica, Code.OK)
+        metrics.called(record)
+    return (time.perf_counter() - began) / calls * 1e6
+
+
+def metrics_cost(calls: int = 20_000, repeats: int = 5) -> dict[str, float]:
+    """In-process: µs per good Predict's metrics (``preprocessed``, ``attempt``, ``called``),
+    exported and not (``metrics = false``); best of ``repeats`` loops of ``calls``."""
+    exported, off = Exported(), Metrics()
+    best_on = min(_per_call_us(exported, calls) for _ in range(repeats))
+    best_off = min(_per_call_us(off, calls) for _ in range(repeats))
+    counted = exported.exposition().decode()
+    if f'model="{MODEL}"' not in counted:
+        raise RuntimeError("the exported metrics did not count the timed calls")
+    return {"exported_us": best_on, "off_us": best_off, "added_us": best_on - best_off}
+
+
+def main() -> None:
+    cost = metrics_cost()
+    print(
+        f"metrics of one good Predict: {cost['exported_us']:.2f} µs exported, "
+        f"{cost['off_us']:.2f} µs with metrics = false: {cost['added_us']:+.2f} µs "
+        "(best of 5 x 20,000)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -262,7 +262,8 @@ def measure_observe(backend: procs.Proc, args: argparse.Namespace, workdir: Path
     """tfgate without metrics, with them (the default) and with tracing too, paired: at c=16
     for twice --rounds rounds, then at c=1 for --rounds rounds. Tracing is left out, with the
     reason, when the installed tfgate has no OTLP setting; when measured, what its trace sinks
-    received is kept (``spans``: how many were exported)."""
+    received is kept (``spans``: how many were exported); and the in-process cost of a call's
+    metrics (bench.observe.metrics_cost)."""
     tracing = observe.tracing_unavailable()
     names = ("tfgate-nometrics", "tfgate") + (() if tracing else ("tfgate-traced",))
     received: list[dict[str, int]] = []
@@ -289,6 +290,7 @@ def measure_observe(backend: procs.Proc, args: argparse.Namespace, workdir: Path
         "summary": report.observe_summary(rows),
         "tracing": "not available: " + tracing if tracing else "measured",
         "sink": sink if received else {},
+        "in_process": observe.metrics_cost(),
     }
 
 
@@ -538,6 +540,13 @@ def observe_lines(observed: dict[str, Any]) -> str:
         "over tfgate-nometrics; tracing: tfgate-traced over tfgate):",
         report.observe_table(observed["summary"]) if observed["summary"] else "(no good round)",
     ]
+    cost = observed.get("in_process")
+    if cost:
+        lines.append(
+            f"In-process, one good Predict's metrics: {cost['exported_us']:.2f} µs exported, "
+            f"{cost['off_us']:.2f} µs with metrics = false ({cost['added_us']:+.2f} µs; best of "
+            "5 x 20,000)"
+        )
     if observed.get("tracing", "measured") != "measured":
         lines.append(f"Tracing: {observed['tracing']}")
     else:

@@ -89,7 +89,10 @@ def test_the_sink_process_prints_its_port_and_stops_with_its_gateway(tmp_path: P
     try:
         assert observe.endpoint(sink) == f"http://127.0.0.1:{sink.port}"
         with grpc.insecure_channel(f"127.0.0.1:{sink.port}") as channel:
-            channel.unary_unary(otlp_sink.EXPORT)(EXPORT, timeout=10)
+            export: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+                otlp_sink.EXPORT
+            )
+            assert export(EXPORT, timeout=10) == b""
         assert observe.sink_stats(owner)["spans"] == 4
     finally:
         owner.stop()
@@ -104,6 +107,12 @@ def test_the_nometrics_config_turns_metrics_off(tmp_path: Path) -> None:
         observe.check_metrics(config, on=True)
     with pytest.raises(RuntimeError, match="the defaults"):
         observe.check_metrics(None, on=False)
+
+
+def test_metrics_cost_times_the_exported_metrics_over_the_silent_ones() -> None:
+    cost = observe.metrics_cost(calls=200, repeats=1)
+    assert cost["exported_us"] > cost["off_us"] > 0
+    assert cost["added_us"] == pytest.approx(cost["exported_us"] - cost["off_us"])
 
 
 def test_tracing_needs_the_otlp_flag_in_serve_help() -> None:
@@ -165,11 +174,16 @@ def test_the_metrics_target_passes_up_to_3_per_cent_and_misses_above() -> None:
 
 
 def test_observe_lines_say_whether_spans_reached_the_sink() -> None:
-    summary = report.observe_summary([_row("tfgate", 16, 1, 1.1), _row("tfgate-traced", 16, 1, 1.2)])
+    rows = [_row("tfgate", 16, 1, 1.1), _row("tfgate-traced", 16, 1, 1.2)]
+    summary = report.observe_summary(rows)
     traced = {"rows": [{}], "summary": summary, "tracing": "measured",
               "sink": {"requests": 3, "bytes": 900, "spans": 1536}}  # fmt: skip
     assert "spans exported: yes (1536 spans in 3 exports, 900 bytes)" in run.observe_lines(traced)
     empty = {**traced, "sink": {"requests": 0, "bytes": 0, "spans": 0}}
     assert "spans exported: no" in run.observe_lines(empty)
+    priced = {**traced, "in_process": {"exported_us": 4.5, "off_us": 0.25, "added_us": 4.25}}
+    assert "metrics: 4.50 µs exported, 0.25 µs with metrics = false (+4.25 µs" in (
+        run.observe_lines(priced)
+    )
     missing = {**traced, "summary": [], "tracing": "not available: no --otlp-endpoint"}
     assert "Tracing: not available: no --otlp-endpoint" in run.observe_lines(missing)
