@@ -10,6 +10,8 @@
 | tfgate-tfs | tfgate's TF Serving pass-through (/tensorflow.serving.PredictionService/Predict) |
 | tfgate-auth | tfgate with an API key, authorization and rate limits on (bench/access.py) |
 | tfgate-jwt | the same with an HS256 JWT as the bearer token, cached after its first call |
+| tfgate-nometrics | tfgate with ``metrics = false`` (bench/observe.py) |
+| tfgate-traced | tfgate exporting its traces over OTLP/gRPC to bench/otlp_sink.py |
 | http-floor | the bare aiohttp + grpc.aio REST predict (bench/http_floor.py), over HTTP/1.1 |
 | tfgate-http | ``tfgate serve --http-listen``: TF Serving's REST predict, over HTTP/1.1 |
 | tfgate-http-v1 | the same server: tfgate.v1's JSON predict, over HTTP/1.1 |
@@ -23,10 +25,11 @@ from __future__ import annotations
 import base64
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import access, messages, nginx, procs, startup
+from bench import access, messages, nginx, observe, procs, startup
 
 HERE = Path(__file__).resolve().parent
 TFS_PREDICT = "/tensorflow.serving.PredictionService/Predict"
@@ -61,6 +64,8 @@ PATHS = {
         Route("tfgate-tfs", TFS_PREDICT),
         Route("tfgate-auth", DOMAIN_PREDICT),
         Route("tfgate-jwt", DOMAIN_PREDICT),
+        Route("tfgate-nometrics", DOMAIN_PREDICT),
+        Route("tfgate-traced", DOMAIN_PREDICT),
         Route("http-floor", REST_PREDICT, http=True),
         Route("tfgate-http", REST_PREDICT, http=True),
         Route("tfgate-http-v1", V1_JSON_PREDICT, http=True),
@@ -119,12 +124,15 @@ def start_tfgate(
     http: bool = False,
     config: Path | None = None,
     name: str = "",
+    flags: Sequence[str] = (),
 ) -> procs.Proc:
     """``tfgate serve``, SERVING once started; with ``http``, also the HTTP front, whose port is
-    then the Proc's (it prints that line after the gRPC one); with ``config``, that file."""
+    then the Proc's (it prints that line after the gRPC one); with ``config``, that file; and
+    ``flags`` besides."""
     args = startup.tfgate_args("127.0.0.1:0", backend, log_level)
     args += ["--http-listen", "127.0.0.1:0"] if http else []
     args += ["--config", str(config)] if config is not None else []
+    args += flags
     name = name or f"tfgate-{log_level.lower()}" + ("-http" if http else "")
     proc = procs.start_server(
         name, args, workdir, cpu,
@@ -136,6 +144,24 @@ def start_tfgate(
     except BaseException:
         proc.stop()
         raise
+    return proc
+
+
+def start_traced(backend: str, workdir: Path, cpu: str | None) -> procs.Proc:
+    """tfgate exporting its spans to a trace sink of its own, which runs on the other CPU (the
+    backend's and the load generator's) and is stopped with it."""
+    why = observe.tracing_unavailable()
+    if why:
+        raise RuntimeError(f"tfgate-traced: {why}")
+    other = None if cpu is None else ("0" if cpu != "0" else "1")
+    sink = observe.start_sink(workdir, other)
+    try:
+        flags = (observe.OTLP_FLAG, observe.endpoint(sink))
+        proc = start_tfgate(backend, workdir, cpu, "WARNING", name="tfgate-traced", flags=flags)
+    except BaseException:
+        sink.stop()
+        raise
+    proc.companions.append(sink)
     return proc
 
 
@@ -157,7 +183,14 @@ def start(name: str, backend: procs.Proc, workdir: Path, cpu: str | None) -> pro
     if name == "passthrough":
         return start_passthrough(target, workdir, cpu)
     if name in ("tfgate", "tfgate-tfs"):
+        observe.check_metrics(None, on=True)
         return start_tfgate(target, workdir, cpu, "WARNING")
+    if name == "tfgate-nometrics":
+        config = observe.write_config(workdir)
+        observe.check_metrics(config, on=False)
+        return start_tfgate(target, workdir, cpu, "WARNING", config=config, name=name)
+    if name == "tfgate-traced":
+        return start_traced(target, workdir, cpu)
     if name == "tfgate-info":
         return start_tfgate(target, workdir, cpu, "INFO")
     if name == "http-floor":

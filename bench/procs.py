@@ -61,6 +61,8 @@ class Proc:
     log: Path
     port: int = 0
     extra: dict[str, object] = field(default_factory=dict)
+    # Started for this one and stopped after it (a trace collector), their CPU not counted in it.
+    companions: list[Proc] = field(default_factory=list)
 
     @property
     def pids(self) -> list[int]:
@@ -84,6 +86,8 @@ class Proc:
             except subprocess.TimeoutExpired:
                 os.kill(p.pid, signal.SIGKILL)
                 p.wait(timeout=10)
+        for companion in self.companions:
+            companion.stop()
 
 
 def fresh_log(workdir: Path, name: str) -> Path:

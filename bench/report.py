@@ -252,6 +252,42 @@ AUTH_CONC = 16
 AUTH_TARGET_US = 50.0
 
 
+def added_cost(rows: list[Row], path: str, base: str, conc: int) -> Row | None:
+    """``path``'s gateway CPU per call over ``base``'s at ``conc`` (small requests), taken
+    within each round of a paired run: in µs and in per cent of ``base``'s, the medians and
+    each round's; and the medians of both paths' figures. Rounds where either has no figures
+    or an error are left out; None when no round is left."""
+    diffs, pcts, rps, p50, mine, theirs = [], [], [], [], [], []
+    for round_ in sorted({r["round"] for r in rows if r.get("conc") == conc}):
+        pair = [r for r in rows if r.get("conc") == conc and r["round"] == round_]
+        on = find(pair, path, "small", conc)
+        off = find(pair, base, "small", conc)
+        if on is None or off is None or "error" in on or "error" in off:
+            continue
+        diffs.append((on["cpu_ms"] - off["cpu_ms"]) * 1000)
+        pcts.append((on["cpu_ms"] / off["cpu_ms"] - 1) * 100)
+        rps.append(on["rps"] / off["rps"])
+        p50.append(on["p50_ms"] - off["p50_ms"])
+        mine.append(on["cpu_ms"])
+        theirs.append(off["cpu_ms"])
+    if not diffs:
+        return None
+    return {
+        "path": path,
+        "base": base,
+        "conc": conc,
+        "rounds": len(diffs),
+        "cpu_added_us": statistics.median(diffs),
+        "cpu_added_all_us": diffs,
+        "cpu_added_pct": statistics.median(pcts),
+        "cpu_added_all_pct": pcts,
+        "cpu_ms": statistics.median(mine),
+        "base_cpu_ms": statistics.median(theirs),
+        "rps_vs_base": statistics.median(rps),
+        "p50_over_base_ms": statistics.median(p50),
+    }
+
+
 def access_summary(rows: list[Row]) -> list[Row]:
     """Per access-control path and concurrency: its gateway CPU per call minus tfgate's within
     each round (µs), the median and range over the rounds, and the medians of both paths'
@@ -259,31 +295,17 @@ def access_summary(rows: list[Row]) -> list[Row]:
     out = []
     for path in ACCESS_PATHS:
         for conc in sorted({r["conc"] for r in rows if r["path"] == path}):
-            diffs, rps, p50, mine, base = [], [], [], [], []
-            for round_ in sorted({r["round"] for r in rows if r.get("conc") == conc}):
-                pair = [r for r in rows if r.get("conc") == conc and r["round"] == round_]
-                on = find(pair, path, "small", conc)
-                off = find(pair, "tfgate", "small", conc)
-                if on is None or off is None or "error" in on or "error" in off:
-                    continue
-                diffs.append((on["cpu_ms"] - off["cpu_ms"]) * 1000)
-                rps.append(on["rps"] / off["rps"])
-                p50.append(on["p50_ms"] - off["p50_ms"])
-                mine.append(on["cpu_ms"])
-                base.append(off["cpu_ms"])
-            if not diffs:
+            cost = added_cost(rows, path, "tfgate", conc)
+            if cost is None:
                 continue
             out.append(
                 {
-                    "path": path,
-                    "conc": conc,
-                    "rounds": len(diffs),
-                    "cpu_added_us": statistics.median(diffs),
-                    "cpu_added_all_us": diffs,
-                    "cpu_ms": statistics.median(mine),
-                    "tfgate_cpu_ms": statistics.median(base),
-                    "rps_vs_tfgate": statistics.median(rps),
-                    "p50_over_tfgate_ms": statistics.median(p50),
+                    **{k: cost[k] for k in ("path", "conc", "rounds", "cpu_ms")},
+                    "cpu_added_us": cost["cpu_added_us"],
+                    "cpu_added_all_us": cost["cpu_added_all_us"],
+                    "tfgate_cpu_ms": cost["base_cpu_ms"],
+                    "rps_vs_tfgate": cost["rps_vs_base"],
+                    "p50_over_tfgate_ms": cost["p50_over_base_ms"],
                 }
             )
     return out
@@ -328,6 +350,67 @@ def _access_targets(rows: list[Row]) -> list[Row]:
     return out
 
 
+# The cost of seeing tfgate (bench/observe.py): what is measured, the path with it, the path
+# without it. Metrics have a target at OBSERVE_CONC; tracing's cost is reported.
+OBSERVE_PATHS = ("tfgate-nometrics", "tfgate-traced")
+OBSERVE_PAIRS = (("metrics", "tfgate", "tfgate-nometrics"), ("tracing", "tfgate-traced", "tfgate"))
+OBSERVE_CONC = 16
+METRICS_TARGET_PCT = 3.0
+
+
+def observe_summary(rows: list[Row]) -> list[Row]:
+    """The cost of metrics (tfgate over tfgate-nometrics) and of tracing (tfgate-traced over
+    tfgate) per concurrency, as ``added_cost`` rows with ``what`` naming which; a pair with no
+    good round gets no row."""
+    out = []
+    for what, path, base in OBSERVE_PAIRS:
+        for conc in sorted({r["conc"] for r in rows if r["path"] == path}, reverse=True):
+            cost = added_cost(rows, path, base, conc)
+            if cost is not None:
+                out.append({"what": what, **cost})
+    return out
+
+
+def observe_table(rows: list[Row]) -> str:
+    lines = [
+        "| cost of | conc | rounds | CPU ms/req (without; with) "
+        "| added CPU µs/req (median; each round) | added CPU % (median; each round) "
+        "| RPS with / without | p50 with - without |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        us = ", ".join(f"{v:+.0f}" for v in row["cpu_added_all_us"])
+        pct = ", ".join(f"{v:+.1f}" for v in row["cpu_added_all_pct"])
+        lines.append(
+            f"| {row['what']} | {row['conc']} | {row['rounds']} "
+            f"| {row['base_cpu_ms']:.3f}; {row['cpu_ms']:.3f} "
+            f"| {row['cpu_added_us']:+.0f} ({us}) | {row['cpu_added_pct']:+.1f}% ({pct}) "
+            f"| {row['rps_vs_base']:.2f} | {row['p50_over_base_ms']:+.3f} ms |"
+        )
+    return "\n".join(lines)
+
+
+def _observe_targets(rows: list[Row]) -> list[Row]:
+    """The metrics target: at most METRICS_TARGET_PCT per cent of CPU per call, at OBSERVE_CONC."""
+    row = next((r for r in rows if r["what"] == "metrics" and r["conc"] == OBSERVE_CONC), None)
+    added = None if row is None else row["cpu_added_pct"]
+    shown = "n/a"
+    if row is not None:
+        low, high = min(row["cpu_added_all_pct"]), max(row["cpu_added_all_pct"])
+        shown = (
+            f"{added:+.1f}% ({row['cpu_added_us']:+.0f} µs; rounds {low:+.1f}% to {high:+.1f}%, "
+            f"{row['rounds']} paired)"
+        )
+    return [
+        _target(
+            f"metrics <= {METRICS_TARGET_PCT:.0f}% CPU per call (small, c={OBSERVE_CONC})",
+            added,
+            None if added is None else added <= METRICS_TARGET_PCT,
+            shown,
+        )
+    ]
+
+
 def _target(name: str, value: float | None, ok: bool | None, shown: str) -> Row:
     verdict = "n/a" if value is None or ok is None else ("PASS" if ok else "MISS")
     return {"target": name, "value": value, "verdict": verdict, "shown": shown}
@@ -341,6 +424,7 @@ def targets(
     http: list[Row] | None = None,
     *,
     access: list[Row] | None = None,
+    observe: list[Row] | None = None,
 ) -> list[Row]:
     """Each target with its value and verdict. The CPU and throughput ratios come from the
     paired runs when there are any (their medians), else from the main table; the HTTP ones
@@ -391,6 +475,7 @@ def targets(
             )
         )
     out += _access_targets(access or [])
+    out += _observe_targets(observe or [])
     fwd = conversion.get("tfgate_to_proto_ms")
     copy = conversion.get("numpy_copy_4mb_ms")
     tf = conversion.get("tf_make_tensor_proto_ms")

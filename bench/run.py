@@ -13,8 +13,10 @@ the direct path h2load takes CPU 1 instead). The HTTP paths (http-floor, tfgate-
 tfgate-http-v1) are measured in paired runs of their own (part "http"), over HTTP/1.1 with one
 keep-alive connection per call in flight. Access control (part "auth": tfgate against
 tfgate-auth and tfgate-jwt, bench/access.py) gets paired runs of its own at c=16, twice
---rounds rounds; alone: --parts auth. Results: bench/results/latest.json and a timestamped
-copy.
+--rounds rounds; alone: --parts auth. The cost of metrics and of tracing (part "observe":
+tfgate-nometrics, tfgate and tfgate-traced, bench/observe.py) is measured the same way, at c=16
+for twice --rounds rounds and at c=1 for --rounds rounds; alone: --parts observe. Results:
+bench/results/latest.json and a timestamped copy.
 """
 
 from __future__ import annotations
@@ -27,13 +29,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from bench import access, conversion, load, paths, procs, report, startup, system
+from bench import access, conversion, load, observe, paths, procs, report, startup, system
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONCURRENCY = (1, 16, 64)
@@ -78,8 +80,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--parts",
-        default="load,http,auth,conversion,startup",
-        help="which parts to run (default: all of load, http, auth, conversion, startup)",
+        default="load,http,auth,observe,conversion,startup",
+        help="which parts to run (default: all of load, http, auth, observe, conversion, startup)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -196,6 +198,7 @@ def measure_paired(
     *,
     concurrencies: tuple[int, ...] = (),
     rounds: int | None = None,
+    inspect: Callable[[Mapping[str, procs.Proc]], None] | None = None,
 ) -> list[report.Row]:
     """``names`` (the pass-through and tfgate; or the HTTP paths; or tfgate with and without
     access control), small requests, run back to back in alternating order, at
@@ -205,7 +208,8 @@ def measure_paired(
     over minutes, so one run of each path minutes apart can differ by more than the gateways do.
     Each round measures every path at each concurrency, one right after the other (3 s runs),
     in the order of ``names`` and then reversed, and a ratio is the median over the rounds of
-    the ratio within each round.
+    the ratio within each round. ``inspect`` is given the started processes by path after the
+    last round, before they stop.
     """
     front = FRONT_CPU if args.pin else None
     seconds = min(args.seconds, 3.0)
@@ -232,6 +236,8 @@ def measure_paired(
                 for name in order:
                     row = _one(stages[name], "small", conc, f"round {round_ + 1}")
                     rows.append({**row, "round": round_ + 1})
+        if inspect is not None:
+            inspect({name: stage.front for name, stage in stages.items() if stage.front})
     return rows
 
 
@@ -250,6 +256,42 @@ def measure_access(
         backend, args, workdir, AUTH_PAIRED, concurrencies=AUTH_CONCURRENCY, rounds=rounds
     )
     return rows, {name: access.admit_cost(name, workdir) for name in access.PATHS}
+
+
+def measure_observe(backend: procs.Proc, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """tfgate without metrics, with them (the default) and with tracing too, paired: at c=16
+    for twice --rounds rounds, then at c=1 for --rounds rounds. Tracing is left out, with the
+    reason, when the installed tfgate has no OTLP setting; when measured, what its trace sinks
+    received is kept (``spans``: how many were exported); and the in-process cost of a call's
+    metrics (bench.observe.metrics_cost)."""
+    tracing = observe.tracing_unavailable()
+    names = ("tfgate-nometrics", "tfgate") + (() if tracing else ("tfgate-traced",))
+    received: list[dict[str, int]] = []
+
+    def read_sink(started: Mapping[str, procs.Proc]) -> None:
+        if "tfgate-traced" in started:
+            received.append(observe.sink_stats(started["tfgate-traced"]))
+
+    rows: list[report.Row] = []
+    for conc, rounds in ((report.OBSERVE_CONC, 2 * args.rounds), (1, args.rounds)):
+        print(
+            f"  metrics and tracing: {', '.join(names)}, paired, {rounds} round(s) at c={conc}"
+            + (f" (tfgate-traced not available: {tracing})" if tracing else "")
+            + " ...",
+            flush=True,
+        )
+        rows += measure_paired(
+            backend, args, workdir, names, concurrencies=(conc,), rounds=rounds,
+            inspect=read_sink,
+        )  # fmt: skip
+    sink = {k: sum(r[k] for r in received) for k in ("requests", "bytes", "spans")}
+    return {
+        "rows": rows,
+        "summary": report.observe_summary(rows),
+        "tracing": "not available: " + tracing if tracing else "measured",
+        "sink": sink if received else {},
+        "in_process": observe.metrics_cost(),
+    }
 
 
 def measure_extras(
@@ -361,6 +403,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if "auth" in parts and args.rounds > 0
             else ([], {})
         )
+        observed = (
+            measure_observe(backend, args, workdir)
+            if "observe" in parts and args.rounds > 0
+            else {"rows": [], "summary": []}
+        )
         extras = measure_extras(backend, args, workdir) if args.extras else []
         converted: dict[str, Any] = {}
         if "conversion" in parts:
@@ -375,8 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     http_summary = report.http_summary(http_rows, args.concurrency)
     access_summary = report.access_summary(auth_rows)
     target_rows = report.targets(
-        ratio_rows, converted, started, paired_ratios, http_summary, access=access_summary
-    )
+        ratio_rows, converted, started, paired_ratios, http_summary, access=access_summary,
+        observe=observed["summary"],
+    )  # fmt: skip
     env["load_average_after"] = os.getloadavg()
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -391,6 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "paired_ratios": paired_ratios,
         "http": {"rows": http_rows, "summary": http_summary},
         "access": {"rows": auth_rows, "summary": access_summary, "in_process": in_process},
+        "observe": observed,
         "targets": target_rows,
         "conversion": converted,
         "startup": started,
@@ -399,9 +448,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     }  # fmt: skip
     print()
     print(render(results))
-    saved = report.save(results, args.out)
-    print(f"\nwritten: {args.out / 'latest.json'} and {saved.name} ({results['elapsed_s']:.0f} s)")
-    return 1 if any("error" in r for r in rows + paired + http_rows + auth_rows + extras) else 0
+    print(
+        f"\nwritten: {args.out / 'latest.json'} and {report.save(results, args.out).name} "
+        f"({results['elapsed_s']:.0f} s)"
+    )
+    groups = (rows, paired, http_rows, auth_rows, observed["rows"], extras)
+    return 1 if any("error" in r for group in groups for r in group) else 0
 
 
 def render(results: dict[str, Any]) -> str:
@@ -436,6 +488,9 @@ def render(results: dict[str, Any]) -> str:
                 f"In-process, {name}'s gate: Gate.admit {cost['admit_us']:.2f} µs per call "
                 f"({cost['added_us']:+.2f} µs over an open gate; best of 5 x 20,000)"
             )
+    observed = results.get("observe", {})
+    if observed.get("rows"):
+        parts += ["", observe_lines(observed)]
     if results["extras"]:
         parts += ["", "Extras (small requests):", report.table(results["extras"])]
     if conv:
@@ -476,6 +531,32 @@ def render(results: dict[str, Any]) -> str:
         ]
     parts += ["", report.target_lines(results["targets"])]  # fmt: skip
     return "\n".join(parts)
+
+
+def observe_lines(observed: dict[str, Any]) -> str:
+    """The metrics and tracing table, and whether the traced path's spans reached its sink."""
+    lines = [
+        "Metrics and tracing, small requests, paired (gateway CPU per call; metrics: tfgate "
+        "over tfgate-nometrics; tracing: tfgate-traced over tfgate):",
+        report.observe_table(observed["summary"]) if observed["summary"] else "(no good round)",
+    ]
+    cost = observed.get("in_process")
+    if cost:
+        lines.append(
+            f"In-process, one good Predict's metrics: {cost['exported_us']:.2f} µs exported, "
+            f"{cost['off_us']:.2f} µs with metrics = false ({cost['added_us']:+.2f} µs; best of "
+            "5 x 20,000)"
+        )
+    if observed.get("tracing", "measured") != "measured":
+        lines.append(f"Tracing: {observed['tracing']}")
+    else:
+        sink = observed.get("sink") or {}
+        spans = sink.get("spans", 0)
+        lines.append(
+            f"Tracing: spans exported: {'yes' if spans else 'no'} ({spans} spans in "
+            f"{sink.get('requests', 0)} exports, {sink.get('bytes', 0)} bytes)"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
