@@ -224,6 +224,10 @@ class FakeTFServing(
         self.calls: collections.Counter[str] = collections.Counter()
         # The x-request-id metadata of the latest calls (None: none sent), in arrival order.
         self.request_ids: collections.deque[str | None] = collections.deque(maxlen=1000)
+        # The traceparent and tracestate metadata of the latest calls (None: not sent).
+        self.trace_headers: collections.deque[tuple[str | None, str | None]] = collections.deque(
+            maxlen=1000
+        )
         self.faults: collections.deque[tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]] = (
             collections.deque()
         )
@@ -308,6 +312,13 @@ class FakeTFServing(
         metadata = dict(context.invocation_metadata() or ())
         sent = metadata.get("x-request-id")
         self.request_ids.append(sent if isinstance(sent, str) else None)
+        parent, state = metadata.get("traceparent"), metadata.get("tracestate")
+        self.trace_headers.append(
+            (
+                parent if isinstance(parent, str) else None,
+                state if isinstance(state, str) else None,
+            )
+        )
         if self.faults:
             code, message, trailers = self.faults.popleft()
             await context.abort(code, message, trailers)

@@ -47,6 +47,7 @@ from tfgate.policy.gate import Gate
 from tfgate.status import Window
 from tfgate.tfs.tensorflow_serving.apis import get_model_metadata_pb2
 from tfgate.tls import Certificates
+from tfgate.tracing import Tracing, tracing_for
 from tfgate.translate import Selector
 
 if TYPE_CHECKING:
@@ -132,7 +133,11 @@ class Gateway:
         config: Config,
         plans: Plans | None = None,
         reread: Callable[[], Config] | None = None,
+        *,
+        tracing: Tracing | None = None,
     ) -> None:
+        """``tracing``: the gateway's tracer instead of the one ``config`` asks for (tests give
+        one with an exporter of their own)."""
         self.config = config
         # How a SIGHUP gets the settings again (the config file read anew), if it can.
         self._reread = reread
@@ -142,6 +147,8 @@ class Gateway:
         # Read (and checked) before anything opens: a bad certificate stops tfgate at once.
         self.certificates = Certificates(config) if config.tls_cert else None
         self.metrics = metrics_for(config)
+        # Traces (tfgate.tracing): None, and OpenTelemetry not even imported, unless configured.
+        self.tracing = tracing if tracing is not None else tracing_for(config)
         self.upstream = Upstream(config, self.metrics)
         self.catalog = Catalog(self._metadata, config.metadata_ttl)
         self.inference = Inference(
@@ -194,6 +201,7 @@ class Gateway:
             lambda: self._stopping,
             peer_identity=self.config.policy.tls_identity,
             metrics=self.metrics,
+            tracing=self.tracing,
         )
         service = InferenceServicer(self.inference, limits)
         self._server.add_generic_rpc_handlers((self.drain.wrap("grpc", service.handler()),))
@@ -222,6 +230,7 @@ class Gateway:
                 context,
                 metrics=self.metrics,
                 status_page=page,
+                tracing=self.tracing,
             )
             try:
                 self.http_port = await self.http.start()
@@ -387,6 +396,8 @@ class Gateway:
             await self.admin.stop()
         await self.inference.gate.close()
         await self.upstream.close()
+        if self.tracing is not None:  # last: the spans of the calls drained above go too
+            await self.tracing.close()
 
     async def _stop_grpc(self, grace: float) -> None:
         if not await self.drain.wait_idle(grace) and self.drain.open:

@@ -15,10 +15,13 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from tfgate.errors import INTERNAL_MESSAGE, Code, GatewayError, bounded, code_of
 from tfgate.metrics import NO_METRICS, Metrics
+
+if TYPE_CHECKING:
+    from tfgate.tracing import Trace
 
 access_logger = logging.getLogger("tfgate.access")
 
@@ -73,6 +76,8 @@ class Call:
     credentials: Credentials = NO_CREDENTIALS
     client: str = "-"  # who is calling, once tfgate.policy.gate has said so
     attempts: int = 0  # calls sent to TF Serving for it, retries included (tfgate.backends)
+    # Its trace (tfgate.tracing): None when tfgate does not trace and the caller sent none.
+    trace: Trace | None = None
 
 
 # Characters a logged value may hold as it is; anything else is quoted and escaped.
@@ -113,7 +118,8 @@ class Record:
     with, if any (tfgate.errors.code_of decides its code, its message is the caller's), so that
     every front logs the same codes; or ``done_with`` the code the caller got when no
     exception says it (a call grpc cancelled). The model and version, which the caller named,
-    go through ``loggable``.
+    go through ``loggable``. A call tfgate traced (tfgate.tracing) ends its span here and
+    logs its trace id: `` trace=ID`` at the end of the text line, ``trace_id`` in JSON.
 
     The log record's message is the Record itself, finished: it is rendered (``str`` for the
     text line, ``fields`` for JSON) only by a handler that writes it, which tfgate.logs runs
@@ -168,13 +174,16 @@ class Record:
         if code is not Code.OK:
             self.error = error or code.name
         self.metrics.called(self)
+        trace = self.call.trace
+        if trace is not None:
+            trace.end(self)
         if access_logger.isEnabledFor(logging.INFO):  # else not even a log record
             access_logger.info(self)
         for observe in self.metrics.observers:
             observe(self)
 
     def __str__(self) -> str:
-        return "%s model=%s version=%s code=%s ms=%.2f client=%s front=%s" % (  # noqa: UP031
+        line = "%s model=%s version=%s code=%s ms=%.2f client=%s front=%s" % (  # noqa: UP031
             self.method,  # the front's own words; an HTTP path in it is loggable already
             loggable(self.model),
             loggable(self.version),
@@ -183,6 +192,14 @@ class Record:
             loggable(self.call.client),
             self.call.front,
         )
+        trace_id = self.trace_id
+        return line if trace_id is None else f"{line} trace={trace_id}"
+
+    @property
+    def trace_id(self) -> str | None:
+        """The call's trace id (32 hex digits) when tfgate traced it."""
+        trace = self.call.trace
+        return None if trace is None else trace.trace_id
 
     def fields(self) -> dict[str, object]:
         """The call as the JSON access log writes it (tfgate.logs adds ``time``); values the
@@ -213,4 +230,7 @@ class Record:
         out["attempts"] = call.attempts
         if self.error is not None:
             out["error"] = _cut(self.error)
+        trace_id = self.trace_id
+        if trace_id is not None:
+            out["trace_id"] = trace_id
         return out

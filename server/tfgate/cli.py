@@ -49,6 +49,9 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--tls-client-ca", help="PEM CA bundle: callers need a certificate it signed (mTLS)"
     )
     serve.add_argument("--log-format", help="text (default) or json: one JSON object per line")
+    serve.add_argument(
+        "--otlp-endpoint", help="http(s)://HOST:PORT of an OTLP/gRPC collector: traces on"
+    )
 
 
 def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -197,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "tls_key": args.tls_key,
             "tls_client_ca": args.tls_client_ca,
             "log_format": args.log_format,
+            "otlp_endpoint": args.otlp_endpoint,
         }
         settings = config.load(flags, os.environ, path, file_data)
         plans = _plans(path, file_data)

@@ -168,6 +168,15 @@ class Config:
     # "text": one line per call, ``Predict model=... code=OK ms=...``; "json": one JSON object
     # per call (and per other log line), with its request id, sizes and attempts (tfgate.logs).
     log_format: str = "text"
+    # Traces (tfgate.tracing): sent over OTLP/gRPC to this collector, http://HOST:PORT (plain
+    # text) or https://HOST:PORT (TLS); empty: no tracing (a caller's traceparent still goes on
+    # to TF Serving unchanged).
+    otlp_endpoint: str = ""
+    # The share of new traces recorded, 0 to 1; a call whose caller sent a traceparent follows
+    # the caller's choice (its "sampled" flag).
+    trace_sample_ratio: float = 1.0
+    # The service.name the spans carry.
+    service_name: str = "tfgate"
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # Who may call what: the file's [auth] and [clients.NAME] tables (tfgate.policy.config).
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -229,11 +238,27 @@ class Config:
             )
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log_format: expected text or json, got {self.log_format!r}")
+        _check_tracing(self)
 
     @property
     def backends(self) -> tuple[str, ...]:
         """The replicas named in ``backend`` (one item for a dns:/// target)."""
         return tuple(part.strip() for part in self.backend.split(",") if part.strip())
+
+
+def _check_tracing(config: Config) -> None:
+    if config.otlp_endpoint:
+        scheme, _, rest = config.otlp_endpoint.partition("://")
+        if scheme not in ("http", "https") or not rest:
+            raise ConfigError(
+                "otlp_endpoint: expected http://HOST:PORT or https://HOST:PORT, got "
+                f"{config.otlp_endpoint!r}"
+            )
+        _check_host_port("otlp_endpoint", rest.rstrip("/"))
+    if not 0 <= config.trace_sample_ratio <= 1:
+        raise ConfigError(f"trace_sample_ratio: expected 0 to 1, got {config.trace_sample_ratio}")
+    if not config.service_name.strip():
+        raise ConfigError("service_name: must not be empty")
 
 
 def _check_tls(config: Config) -> None:

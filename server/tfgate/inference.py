@@ -101,9 +101,18 @@ class Inference:
         meta = self.catalog.cached(sel) or await self.catalog.metadata(sel, call)
         check_value_count(request, self._max_elements)  # before the signature, as always
         plan = self.plans.plan(meta, request.signature)
+        trace = call.trace
+        step = None if trace is None else trace.step("preprocess")
         started = time.perf_counter()
-        prepared = plan.prepare(sel, request, self._max_elements)
+        try:
+            prepared = plan.prepare(sel, request, self._max_elements)
+        except Exception as exc:
+            if step is not None:
+                step.done(exc)
+            raise
         self.metrics.preprocessed(sel.model, time.perf_counter() - started)
+        if step is not None:
+            step.done()
         try:
             answer = await self.backend.predict(prepared.request.data, call)
         except BackendError as exc:

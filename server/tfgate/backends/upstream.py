@@ -18,7 +18,8 @@ flight), and only those are retried.
 
 Every attempt carries the call's id as ``x-request-id`` metadata, and is counted in
 ``call.attempts`` for the access log (a call never sent is not an attempt), and by replica and
-code in the metrics (tfgate.metrics), like each retry.
+code in the metrics (tfgate.metrics), like each retry. A call with a trace (tfgate.tracing)
+has a span per attempt, whose ``traceparent`` the attempt carries too.
 
 Replicas: ``backend`` may list several TF Serving replicas, each with its own channel; calls
 go round-robin over those not known to be down, and a retry goes to the next replica. A
@@ -315,16 +316,35 @@ class Upstream:
             while True:
                 replica = await self._connected(deadline)
                 call.attempts += 1
+                trace = call.trace
+                traced = (
+                    None
+                    if trace is None
+                    else trace.attempt(call.attempts, replica.target, metadata)
+                )
                 try:
                     answer = await method(replica)(
-                        request, timeout=max(deadline - time.monotonic(), 0.001), metadata=metadata
+                        request,
+                        timeout=max(deadline - time.monotonic(), 0.001),
+                        metadata=metadata if traced is None else traced.metadata,
                     )
                 except grpc.aio.AioRpcError as exc:
+                    code = Code[exc.code().name]
                     if not _never_sent(exc):
-                        self.metrics.attempt(replica.target, Code[exc.code().name])
+                        self.metrics.attempt(replica.target, code)
+                        if traced is not None:
+                            traced.done(code)
                         raise
+                    if traced is not None:
+                        traced.done(code, sent=False)
+                except BaseException:  # cancelled, or the deadline's timeout
+                    if traced is not None:
+                        traced.done(Code.CANCELLED)
+                    raise
                 else:
                     self.metrics.attempt(replica.target, Code.OK)
+                    if traced is not None:
+                        traced.done(Code.OK)
                     return answer
                 # The connection went after it was seen READY: not an attempt; wait again.
                 call.attempts -= 1

@@ -34,6 +34,7 @@ from tfgate.fronts.v1 import parser, predict_of
 from tfgate.inference import Inference
 from tfgate.metrics import NO_METRICS, Metrics
 from tfgate.policy.gate import Gate
+from tfgate.tracing import TRACEPARENT, TRACESTATE, Parent, Tracing, parent_of, trace_of
 from tfgate.v1 import inference_pb2
 
 logger = logging.getLogger(__name__)
@@ -50,42 +51,62 @@ Handler = Callable[[_Req, Call, Record], Awaitable[_Resp]]
 RawHandler = Callable[[bytes, Context], Awaitable[_Resp]]
 
 
-def _read(metadata: Iterable[tuple[str, str | bytes]] | None) -> tuple[str, str, str | None]:
-    """``authorization``, ``x-api-key`` (empty when absent) and ``x-request-id`` (None when
-    absent) in a call's metadata, in one pass."""
+def _read(
+    metadata: Iterable[tuple[str, str | bytes]] | None,
+) -> tuple[str, str, str | None, str | None, str | None]:
+    """``authorization``, ``x-api-key`` (empty when absent), ``x-request-id``, ``traceparent``
+    and ``tracestate`` (None when absent; several tracestate entries joined, as W3C reads
+    them) in a call's metadata, in one pass."""
     authorization = api_key = ""
     given: str | None = None
+    traceparent: str | None = None
+    tracestate: list[str] = []
     for key, value in metadata or ():
-        if key == "authorization" and isinstance(value, str):
+        if not isinstance(value, str):
+            continue
+        if key == "authorization":
             authorization = value
-        elif key == "x-api-key" and isinstance(value, str):
+        elif key == "x-api-key":
             api_key = value
-        elif key == REQUEST_ID and isinstance(value, str):
+        elif key == REQUEST_ID:
             given = value
-    return authorization, api_key, given
+        elif key == TRACEPARENT:
+            traceparent = value
+        elif key == TRACESTATE:
+            tracestate.append(value)
+    return authorization, api_key, given, traceparent, ",".join(tracestate) or None
+
+
+def _metadata(context: Context, peer_identity: bool) -> tuple[Credentials, str, Parent | None]:
+    authorization, api_key, given, traceparent, tracestate = _read(context.invocation_metadata())
+    if authorization or api_key:
+        credentials = Credentials(authorization, api_key)
+    else:
+        identity = tls.peer_identity_grpc(context) if peer_identity else None
+        credentials = NO_CREDENTIALS if identity is None else Credentials(tls_identity=identity)
+    parent = None if traceparent is None else parent_of(traceparent, tracestate)
+    return credentials, request_id(given), parent
 
 
 def metadata_of(context: Context, peer_identity: bool = False) -> tuple[Credentials, str]:
     """The call's credentials and its request id (the caller's ``x-request-id`` when sane, else
     a new one), in one pass over its metadata; with ``peer_identity``, a caller that sent no
     token is its verified client certificate's name."""
-    authorization, api_key, given = _read(context.invocation_metadata())
-    if authorization or api_key:
-        credentials = Credentials(authorization, api_key)
-    else:
-        identity = tls.peer_identity_grpc(context) if peer_identity else None
-        credentials = NO_CREDENTIALS if identity is None else Credentials(tls_identity=identity)
-    return credentials, request_id(given)
+    credentials, rid, _ = _metadata(context, peer_identity)
+    return credentials, rid
 
 
 def call_of(context: Context, front: str, method: str, limits: Limits) -> Call:
     """The Call for a gRPC call: its deadline, else the default timeout from now; its peer,
-    credentials and request id."""
+    credentials, request id and trace (tfgate.tracing)."""
     # grpc.aio answers None when the caller set no deadline, whatever its stubs say.
     remaining = cast(float | None, context.time_remaining())
     deadline = time.monotonic() + (limits.default_timeout if remaining is None else remaining)
-    credentials, rid = metadata_of(context, limits.peer_identity)
-    return Call(front, method, deadline, context.peer() or "", rid, credentials)
+    credentials, rid, parent = _metadata(context, limits.peer_identity)
+    call = Call(front, method, deadline, context.peer() or "", rid, credentials)
+    if parent is not None or limits.tracing is not None:
+        call.trace = trace_of(limits.tracing, parent, front, method)
+    return call
 
 
 def id_trailer(call: Call) -> tuple[tuple[str, str], ...]:
@@ -110,6 +131,8 @@ class Limits:
     peer_identity: bool = False
     # Told of every call, through its Record.
     metrics: Metrics = NO_METRICS
+    # Traces every call, when on (tfgate.tracing).
+    tracing: Tracing | None = None
 
 
 def trailers_of(exc: GatewayError) -> tuple[tuple[str, str], ...]:
@@ -255,7 +278,7 @@ class ClosedServices(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None or not details.method.startswith(self._prefixes):
             return handler
-        authorization, api_key, _ = _read(details.invocation_metadata)
+        authorization, api_key, *_ = _read(details.invocation_metadata)
         credentials = Credentials(authorization, api_key)
         call = Call("grpc", details.method, time.monotonic(), credentials=credentials)
         try:

@@ -39,6 +39,7 @@ from tfgate.fronts.http.base import Converter, credentials_of, json_response, op
 from tfgate.fronts.http.status_page import StatusPage
 from tfgate.inference import Inference
 from tfgate.metrics import NO_METRICS, Exported, Metrics
+from tfgate.tracing import Tracing
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +78,15 @@ class Middleware:
     every call but the probes gets its access-log Record; it also knows the calls in flight,
     which a shutdown lets finish."""
 
-    def __init__(self, default_timeout: float, metrics: Metrics = NO_METRICS) -> None:
+    def __init__(
+        self,
+        default_timeout: float,
+        metrics: Metrics = NO_METRICS,
+        tracing: Tracing | None = None,
+    ) -> None:
         self._timeout = default_timeout
         self._metrics = metrics
+        self._tracing = tracing
         self.in_flight: set[asyncio.Task[object]] = set()
         # Set once the server stops: a call cancelled then did not lose its caller, the
         # server dropped it.
@@ -89,7 +96,7 @@ class Middleware:
     async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in _NOT_CALLS:
             return await handler(request)
-        record = open_record(request, _front(request), self._timeout, self._metrics)
+        record = open_record(request, _front(request), self._timeout, self._metrics, self._tracing)
         task = asyncio.current_task()
         if task is not None:
             self.in_flight.add(task)
@@ -161,10 +168,12 @@ class HttpFront:
         *,
         metrics: Metrics = NO_METRICS,
         status_page: StatusPage | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         """``ssl_context``: TLS only, with this context (tfgate.tls loads new certificates
         into it in place). ``metrics``: told of every call; served at /metrics unless
-        ``admin_listen`` is set. ``status_page``: served at ``/``."""
+        ``admin_listen`` is set. ``status_page``: served at ``/``. ``tracing``: traces every
+        call, when on."""
         self._config = config
         self._inference = inference
         self._ssl = ssl_context
@@ -172,7 +181,7 @@ class HttpFront:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self.port = 0
-        self._middleware = Middleware(config.default_timeout, metrics)
+        self._middleware = Middleware(config.default_timeout, metrics, tracing)
         self.app = web.Application(
             middlewares=[self._middleware.handle], client_max_size=config.max_message_bytes
         )

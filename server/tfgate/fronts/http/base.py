@@ -22,6 +22,7 @@ from tfgate import tls
 from tfgate.calls import NO_CREDENTIALS, REQUEST_ID, Call, Credentials, Record, loggable, request_id
 from tfgate.errors import Cancelled, DeadlineExceeded, InvalidArgument
 from tfgate.metrics import NO_METRICS, Metrics
+from tfgate.tracing import TRACEPARENT, TRACESTATE, Tracing, joined, parent_of, trace_of
 
 RECORD_KEY: Final = web.RequestKey("tfgate.record", Record)
 # A deadline as gRPC's grpc-timeout header writes it: up to 8 digits and a unit.
@@ -37,13 +38,25 @@ def json_response(body: bytes, status: int = 200) -> web.Response:
 
 
 def open_record(
-    request: web.Request, front: str, default_timeout: float, metrics: Metrics = NO_METRICS
+    request: web.Request,
+    front: str,
+    default_timeout: float,
+    metrics: Metrics = NO_METRICS,
+    tracing: Tracing | None = None,
 ) -> Record:
     """The Record of a call not yet routed: ``METHOD PATH`` until a route names it; its Call
-    has its peer and its request id (the caller's ``x-request-id`` when sane, else a new one)."""
+    has its peer, its request id (the caller's ``x-request-id`` when sane, else a new one) and
+    its trace (tfgate.tracing: from ``traceparent`` / ``tracestate``)."""
     method = f"{loggable(request.method)} {loggable(request.path)}"
-    rid = request_id(request.headers.get(REQUEST_ID))
+    headers = request.headers
+    rid = request_id(headers.get(REQUEST_ID))
     call = Call(front, method, time.monotonic() + default_timeout, request.remote or "", rid)
+    traceparent = headers.get(TRACEPARENT)
+    if traceparent is not None or tracing is not None:
+        parent = None
+        if traceparent is not None:
+            parent = parent_of(traceparent, joined(headers.getall(TRACESTATE, ())))
+        call.trace = trace_of(tracing, parent, front, method)
     record = Record(call, metrics)
     request[RECORD_KEY] = record
     return record
@@ -70,6 +83,7 @@ def begin(request: web.Request, method: str, model: str) -> Record:
         deadline = time.monotonic() + timeout
     credentials = credentials_of(request)
     record.call = Call(opened.front, method, deadline, opened.peer, opened.request_id, credentials)
+    record.call.trace = opened.trace
     return record
 
 
