@@ -39,6 +39,18 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ids):08x}"
 
 
+# The header / metadata key whose ``no-cache`` makes a response cache (tfgate.cache) skip its
+# look-up and keep the fresh answer.
+CACHE_CONTROL: Final = "cache-control"
+
+
+def no_cache(value: str | None) -> bool:
+    """Whether a ``cache-control`` value holds the ``no-cache`` directive."""
+    if not value:
+        return False
+    return any(d.split("=", 1)[0].strip().lower() == "no-cache" for d in value.split(","))
+
+
 def request_id(given: str | None) -> str:
     """The caller's ``x-request-id`` when it is sane (1 to MAX_REQUEST_ID printable ASCII
     characters), else a new id."""
@@ -73,6 +85,8 @@ class Call:
     credentials: Credentials = NO_CREDENTIALS
     client: str = "-"  # who is calling, once tfgate.policy.gate has said so
     attempts: int = 0  # calls sent to TF Serving for it, retries included (tfgate.backends)
+    no_cache: bool = False  # the caller sent cache-control: no-cache (tfgate.cache)
+    cache: str = ""  # what a response cache did: "hit", "miss", "bypass"; "": none applied
 
 
 # Characters a logged value may hold as it is; anything else is quoted and escaped.
@@ -174,7 +188,7 @@ class Record:
             observe(self)
 
     def __str__(self) -> str:
-        return "%s model=%s version=%s code=%s ms=%.2f client=%s front=%s" % (  # noqa: UP031
+        line = "%s model=%s version=%s code=%s ms=%.2f client=%s front=%s" % (  # noqa: UP031
             self.method,  # the front's own words; an HTTP path in it is loggable already
             loggable(self.model),
             loggable(self.version),
@@ -183,6 +197,7 @@ class Record:
             loggable(self.call.client),
             self.call.front,
         )
+        return f"{line} cache={self.call.cache}" if self.call.cache else line
 
     def fields(self) -> dict[str, object]:
         """The call as the JSON access log writes it (tfgate.logs adds ``time``); values the
@@ -211,6 +226,8 @@ class Record:
         out["request_bytes"] = self.request_bytes
         out["response_bytes"] = self.response_bytes
         out["attempts"] = call.attempts
+        if call.cache:
+            out["cache"] = call.cache
         if self.error is not None:
             out["error"] = _cut(self.error)
         return out

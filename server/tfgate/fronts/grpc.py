@@ -18,7 +18,16 @@ import grpc
 from google.protobuf.message import Message
 
 from tfgate import tls, translate
-from tfgate.calls import NO_CREDENTIALS, REQUEST_ID, Call, Credentials, Record, request_id
+from tfgate.calls import (
+    CACHE_CONTROL,
+    NO_CREDENTIALS,
+    REQUEST_ID,
+    Call,
+    Credentials,
+    Record,
+    no_cache,
+    request_id,
+)
 from tfgate.domain import Predict
 from tfgate.errors import (
     INTERNAL_MESSAGE,
@@ -85,7 +94,17 @@ def call_of(context: Context, front: str, method: str, limits: Limits) -> Call:
     remaining = cast(float | None, context.time_remaining())
     deadline = time.monotonic() + (limits.default_timeout if remaining is None else remaining)
     credentials, rid = metadata_of(context, limits.peer_identity)
-    return Call(front, method, deadline, context.peer() or "", rid, credentials)
+    call = Call(front, method, deadline, context.peer() or "", rid, credentials)
+    call.no_cache = _no_cache(context.invocation_metadata())
+    return call
+
+
+def _no_cache(metadata: Iterable[tuple[str, str | bytes]] | None) -> bool:
+    """Whether the call's ``cache-control`` metadata says ``no-cache`` (tfgate.cache)."""
+    for key, value in metadata or ():
+        if key == CACHE_CONTROL and isinstance(value, str) and no_cache(value):
+            return True
+    return False
 
 
 def id_trailer(call: Call) -> tuple[tuple[str, str], ...]:

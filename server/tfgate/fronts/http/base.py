@@ -19,7 +19,17 @@ from typing import Final, TypeVar
 from aiohttp import web
 
 from tfgate import tls
-from tfgate.calls import NO_CREDENTIALS, REQUEST_ID, Call, Credentials, Record, loggable, request_id
+from tfgate.calls import (
+    CACHE_CONTROL,
+    NO_CREDENTIALS,
+    REQUEST_ID,
+    Call,
+    Credentials,
+    Record,
+    loggable,
+    no_cache,
+    request_id,
+)
 from tfgate.errors import Cancelled, DeadlineExceeded, InvalidArgument
 from tfgate.metrics import NO_METRICS, Metrics
 
@@ -70,6 +80,7 @@ def begin(request: web.Request, method: str, model: str) -> Record:
         deadline = time.monotonic() + timeout
     credentials = credentials_of(request)
     record.call = Call(opened.front, method, deadline, opened.peer, opened.request_id, credentials)
+    record.call.no_cache = no_cache(request.headers.get(CACHE_CONTROL))
     return record
 
 
