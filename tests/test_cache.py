@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,9 +12,10 @@ import pytest
 from tfgate import dtypes
 from tfgate.cache import CacheConfig, ResponseCache, configs, key_of, size_of
 from tfgate.calls import Call, no_cache
-from tfgate.config import ConfigError
+from tfgate.config import ConfigError, read_file
 from tfgate.domain import Answer, Predict
 from tfgate.errors import BackendError, Code, Unavailable
+from tfgate.plans import config as pipeline_config
 from tfgate.plans.plan import Plan, identity
 from tfgate.signatures import ModelMetadata, Signature, TensorSpec
 from tfgate.tensors import Made
@@ -104,6 +106,21 @@ def test_bad_cache_tables_are_refused_by_name(table: object, needle: str) -> Non
 def test_cache_tables_are_read() -> None:
     data = {"models": {"m": {"cache": {"ttl": 2.5, "max_bytes": 4096}}, "n": {"inputs": {}}}}
     assert configs("t.toml", data) == {"m": CacheConfig(2.5, 4096)}
+
+
+def test_a_cache_only_section_keeps_the_identity_plan(tmp_path: Path) -> None:
+    path = tmp_path / "tfgate.toml"
+    path.write_text(
+        "[models.half_plus_two.cache]\nttl = 5\nmax_bytes = 1000\n"
+        '[models.sentiment]\nsignature = "serving_default"\n'
+        "[models.sentiment.cache]\nttl = 1.5\nmax_bytes = 2000\n"
+    )
+    data = read_file(str(path))
+    assert list(pipeline_config.load(str(path), data)) == ["sentiment"]
+    assert configs(str(path), data) == {
+        "half_plus_two": CacheConfig(5.0, 1000),
+        "sentiment": CacheConfig(1.5, 2000),
+    }
 
 
 # -- the cache itself, with a fake backend call ---------------------------------------------
