@@ -120,15 +120,30 @@ def key_of(plan: Plan, prepared: Prepared) -> bytes:
     resolved version and the sorted domain outputs asked for stand for them.
     """
     wanted = sorted(prepared.wanted) if prepared.wanted is not None else None
-    head = repr((plan.model, plan.version, plan.signature, wanted)).encode()
-    entries = sorted(
-        bytes(payload)
-        for number, payload in wire.fields(prepared.request.data)
-        if number == _INPUTS and payload is not None
-    )
-    parts = [wire.length_delimited(1, head)]
-    parts += [wire.length_delimited(_INPUTS, entry) for entry in entries]
-    return b"".join(parts)
+    parts = [repr((plan.model, plan.version, plan.signature, wanted)).encode()]
+    entries = _entries(prepared.request.data)
+    if len(entries) > 1:
+        entries.sort()
+    for entry in entries:  # each entry after its length: no two lists of entries join alike
+        parts += (len(entry).to_bytes(8, "little"), entry)
+    return b"\0".join(parts)
+
+
+def _entries(data: bytes) -> list[bytes]:
+    """The input map entries of PredictRequest bytes tfgate.translate wrote: every field is
+    length-delimited (model spec, inputs, output filter), so only their keys and lengths are
+    read (faster than tfgate.wire.fields' general walk, which the key's few fields do not need)."""
+    found: list[bytes] = []
+    pos, end = 0, len(data)
+    while pos < end:
+        tag = data[pos]
+        if tag & 7 != 2 or tag >= 0x80:  # not a length-delimited field of number 1 to 15
+            raise ValueError(f"unexpected field tag {tag}")
+        size, pos = wire.read_varint(data, pos + 1)
+        if tag >> 3 == _INPUTS:
+            found.append(data[pos : pos + size])
+        pos += size
+    return found
 
 
 def size_of(key: bytes, answer: Answer) -> int:
