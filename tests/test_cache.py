@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from tfgate.cache import CacheConfig, ResponseCache, configs, key_of, size_of
 from tfgate.calls import Call, no_cache
 from tfgate.config import ConfigError, read_file
 from tfgate.domain import Answer, Predict
-from tfgate.errors import BackendError, Code, Unavailable
+from tfgate.errors import BackendError, Code, DeadlineExceeded, Unavailable
 from tfgate.plans import config as pipeline_config
 from tfgate.plans.plan import Plan, identity
 from tfgate.signatures import ModelMetadata, Signature, TensorSpec
@@ -350,3 +351,18 @@ async def test_a_failure_nobody_waits_for_is_not_reported_lost() -> None:
     waiter.cancel()
     await asyncio.sleep(0.01)
     assert backend.cancelled == 1  # cancelled with its last waiter: nothing left unretrieved
+
+
+@pytest.mark.asyncio
+async def test_a_waiter_whose_deadline_ends_first_leaves_the_call_to_the_others() -> None:
+    cache, backend = cache_of(), Backend()
+    backend.gate.clear()
+    patient = start(cache, backend)
+    await asyncio.sleep(0)
+    hurried = Call("grpc", "Predict", time.monotonic() + 0.05)
+    with pytest.raises(DeadlineExceeded, match="identical request"):
+        await cache.answer(b"k", 1, hurried, backend.fetch)
+    backend.gate.set()
+    found = await patient
+    assert found.outputs[0][1].values[0] == 1.0  # type: ignore[union-attr]
+    assert backend.calls == 1 and backend.cancelled == 0

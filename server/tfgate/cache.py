@@ -40,6 +40,7 @@ from tfgate import wire
 from tfgate.calls import Call
 from tfgate.config import ConfigError
 from tfgate.domain import Answer
+from tfgate.errors import DeadlineExceeded
 from tfgate.metrics import NO_METRICS, Metrics
 from tfgate.plans.plan import Plan, Prepared
 from tfgate.tensors import FromBackend
@@ -238,7 +239,7 @@ class ResponseCache:
         flight = self._flights.get(digest)
         if flight is None or flight.key != key:
             flight = self._fly(digest, key, version, fetch)
-        return await self._wait(digest, flight)
+        return await self._wait(digest, flight, call)
 
     def _fly(
         self, digest: bytes, key: bytes, version: int, fetch: Callable[[], Awaitable[Answer]]
@@ -260,21 +261,30 @@ class ResponseCache:
         if not flight.task.cancelled():
             flight.task.exception()  # retrieved: a failure every caller left is not "lost"
 
-    async def _wait(self, digest: bytes, flight: _Flight) -> Answer:
+    async def _wait(self, digest: bytes, flight: _Flight, call: Call) -> Answer:
+        """The flight's answer, or its failure as this caller's own exception; DeadlineExceeded
+        when the caller's deadline ends first (the call goes on for the others)."""
         flight.waiters += 1
         try:
-            return await asyncio.shield(flight.task)
+            async with asyncio.timeout(max(call.deadline - time.monotonic(), 0.0)) as limit:
+                return await asyncio.shield(flight.task)
+        except TimeoutError:
+            if not limit.expired():
+                raise _own(flight.task.exception() or TimeoutError()) from None
+            raise DeadlineExceeded(
+                "the deadline ran out while waiting for the answer to an identical request"
+            ) from None
         except asyncio.CancelledError:
-            if flight.waiters == 1 and not flight.task.done():
-                # The last caller waiting for it is gone; the next one starts a call anew.
-                if self._flights.get(digest) is flight:
-                    del self._flights[digest]
-                flight.task.cancel()
             raise
         except Exception as exc:
             raise _own(exc) from None
         finally:
             flight.waiters -= 1
+            if not flight.waiters and not flight.task.done():
+                # The last caller waiting for it is gone; the next one starts a call anew.
+                if self._flights.get(digest) is flight:
+                    del self._flights[digest]
+                flight.task.cancel()
 
     def _keep(self, digest: bytes, key: bytes, version: int, answer: Answer) -> None:
         # An answer from another version than the key's (the catalog's view was stale) is
