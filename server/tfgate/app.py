@@ -24,13 +24,14 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from tfgate import cache
 from tfgate.backends.upstream import Upstream
 from tfgate.calls import Call
 from tfgate.catalog import Catalog
@@ -135,6 +136,7 @@ class Gateway:
         reread: Callable[[], Config] | None = None,
         *,
         tracing: Tracing | None = None,
+        caches: Mapping[str, cache.CacheConfig] | None = None,
     ) -> None:
         """``tracing``: the gateway's tracer instead of the one ``config`` asks for (tests give
         one with an exporter of their own)."""
@@ -158,6 +160,7 @@ class Gateway:
             config.max_tensor_elements,
             gate,
             metrics=self.metrics,
+            caches=cache.caches(caches or {}, self.metrics),
         )
         # Each health_models entry: whether some version of it is AVAILABLE.
         self.models_available: dict[str, bool] = {}
@@ -436,7 +439,10 @@ def restart_only(old: Config, new: Config) -> list[str]:
 
 
 async def serve(
-    config: Config, plans: Plans | None = None, reread: Callable[[], Config] | None = None
+    config: Config,
+    plans: Plans | None = None,
+    reread: Callable[[], Config] | None = None,
+    caches: Mapping[str, cache.CacheConfig] | None = None,
 ) -> int:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully; returns the exit status.
     SIGHUP re-reads the certificates and, with ``reread``, the keys, clients and limits."""
@@ -444,7 +450,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    gateway = Gateway(config, plans, reread)
+    gateway = Gateway(config, plans, reread, caches=caches)
     port = await gateway.start()
     loop.add_signal_handler(signal.SIGHUP, gateway.reload)
     host = config.listen.rsplit(":", 1)[0]

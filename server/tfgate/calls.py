@@ -42,6 +42,18 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ids):08x}"
 
 
+# The header / metadata key whose ``no-cache`` makes a response cache (tfgate.cache) skip its
+# look-up and keep the fresh answer.
+CACHE_CONTROL: Final = "cache-control"
+
+
+def no_cache(value: str | None) -> bool:
+    """Whether a ``cache-control`` value holds the ``no-cache`` directive."""
+    if not value:
+        return False
+    return any(d.split("=", 1)[0].strip().lower() == "no-cache" for d in value.split(","))
+
+
 def request_id(given: str | None) -> str:
     """The caller's ``x-request-id`` when it is sane (1 to MAX_REQUEST_ID printable ASCII
     characters), else a new id."""
@@ -78,6 +90,8 @@ class Call:
     attempts: int = 0  # calls sent to TF Serving for it, retries included (tfgate.backends)
     # Its trace (tfgate.tracing): None when tfgate does not trace and the caller sent none.
     trace: Trace | None = None
+    no_cache: bool = False  # the caller sent cache-control: no-cache (tfgate.cache)
+    cache: str = ""  # what a response cache did: "hit", "miss", "bypass"; "": none applied
 
 
 # Characters a logged value may hold as it is; anything else is quoted and escaped.
@@ -192,6 +206,8 @@ class Record:
             loggable(self.call.client),
             self.call.front,
         )
+        if self.call.cache:
+            line = f"{line} cache={self.call.cache}"
         trace_id = self.trace_id
         return line if trace_id is None else f"{line} trace={trace_id}"
 
@@ -228,6 +244,8 @@ class Record:
         out["request_bytes"] = self.request_bytes
         out["response_bytes"] = self.response_bytes
         out["attempts"] = call.attempts
+        if call.cache:
+            out["cache"] = call.cache
         if self.error is not None:
             out["error"] = _cut(self.error)
         trace_id = self.trace_id

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tfgate.cache import CacheConfig
     from tfgate.config import Config
     from tfgate.healthcheck import ClientTls
     from tfgate.plans.plan import Plans
@@ -79,6 +80,15 @@ def _plans(path: str | None, file_data: Mapping[str, Any]) -> Plans:
     from tfgate.plans import config as pipeline_config
 
     return Plans(pipeline_config.load(path, file_data))
+
+
+def _caches(path: str | None, file_data: Mapping[str, Any]) -> dict[str, CacheConfig]:
+    """The config file's [models.NAME.cache] tables (tfgate.cache)."""
+    if "models" not in file_data:
+        return {}
+    from tfgate import cache
+
+    return cache.configs(path, file_data)
 
 
 def _client_tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ClientTls | None:
@@ -204,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         settings = config.load(flags, os.environ, path, file_data)
         plans = _plans(path, file_data)
+        caches = _caches(path, file_data)
     except config.ConfigError as exc:
         print(f"tfgate: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -212,10 +223,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     def reread() -> Config:  # on SIGHUP: the file read anew, with the same flags and variables
         return config.load(flags, environ, path)
 
-    return _serve(settings, plans, reread)
+    return _serve(settings, plans, reread, caches)
 
 
-def _serve(settings: Config, plans: Plans, reread: Callable[[], Config]) -> int:
+def _serve(
+    settings: Config,
+    plans: Plans,
+    reread: Callable[[], Config],
+    caches: Mapping[str, CacheConfig] | None = None,
+) -> int:
     from tfgate import app, config, logs
 
     # Written by a thread of its own, so that a slow disk never stalls calls; stopped last, so
@@ -224,7 +240,7 @@ def _serve(settings: Config, plans: Plans, reread: Callable[[], Config]) -> int:
     try:
         loop_factory = _loop_factory(settings.event_loop)
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(app.serve(settings, plans, reread))
+            return runner.run(app.serve(settings, plans, reread, caches))
     except config.ConfigError as exc:  # a [models.NAME] section that does not fit its model
         print(f"tfgate: configuration error: {exc}", file=sys.stderr)
         return 2

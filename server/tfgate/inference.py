@@ -12,17 +12,18 @@ tfgate.backends.base.Backend) happen here or below, once for all fronts.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from tfgate import translate, wire
 from tfgate.backends.base import Backend
+from tfgate.cache import ResponseCache, key_of
 from tfgate.calls import Call
 from tfgate.catalog import Catalog
 from tfgate.domain import Answer, Predict
 from tfgate.errors import BackendError, Code, InvalidArgument
 from tfgate.metrics import NO_METRICS, Metrics
-from tfgate.plans.plan import Plans, check_value_count
+from tfgate.plans.plan import Plan, Plans, Prepared, check_value_count
 from tfgate.policy.config import PolicyConfig
 from tfgate.policy.gate import Gate
 from tfgate.tfs.tensorflow_serving.apis import (
@@ -81,8 +82,10 @@ class Inference:
         gate: Gate = _OPEN,
         *,
         metrics: Metrics = NO_METRICS,
+        caches: Mapping[str, ResponseCache] | None = None,
     ) -> None:
         self.backend = backend
+        self.caches = caches or {}  # by model: those with a [models.NAME.cache] table
         self.metrics = metrics
         self.catalog = catalog
         self.plans = plans
@@ -113,6 +116,18 @@ class Inference:
         self.metrics.preprocessed(sel.model, time.perf_counter() - started)
         if step is not None:
             step.done()
+        cache = self.caches.get(sel.model)
+        if cache is None:
+            return await self._ask(sel, plan, prepared, call)
+        key = key_of(plan, prepared)
+        return await cache.answer(
+            key, plan.version, call, lambda: self._ask(sel, plan, prepared, call)
+        )
+
+    async def _ask(
+        self, sel: translate.Selector, plan: Plan, prepared: Prepared, call: Call
+    ) -> Answer:
+        """TF Serving's answer to ``prepared``, checked and made domain outputs."""
         try:
             answer = await self.backend.predict(prepared.request.data, call)
         except BackendError as exc:

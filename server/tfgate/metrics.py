@@ -27,6 +27,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -98,6 +99,18 @@ class Metrics:
     def knows(self, model: str) -> None:
         """TF Serving has shown it serves ``model`` (its metadata was read)."""
 
+    def cache_hit(self, model: str) -> None:
+        """``model``'s response cache (tfgate.cache) answered a Predict."""
+
+    def cache_missed(self, model: str) -> None:
+        """``model``'s response cache sent a Predict on to the backend (a miss or a bypass)."""
+
+    def cache_evicted(self, model: str, count: int) -> None:
+        """``model``'s response cache dropped ``count`` answers to stay within its max_bytes."""
+
+    def cache_bytes(self, model: str, size: int) -> None:
+        """``model``'s response cache now holds ``size`` bytes."""
+
     def watch(
         self,
         upstream: Upstream,
@@ -166,11 +179,38 @@ class Exported(Metrics):
             ("client",),
             registry=self.registry,
         )
+        # Only models with a [models.NAME.cache] table have a cache: the label set is the config's.
+        self._cache_hits = Counter(
+            "tfgate_cache_hits",
+            "Predicts answered by the model's response cache, by model.",
+            ("model",),
+            registry=self.registry,
+        )
+        self._cache_misses = Counter(
+            "tfgate_cache_misses",
+            "Predicts the model's response cache sent on to TF Serving (misses, and calls "
+            "with cache-control: no-cache), by model.",
+            ("model",),
+            registry=self.registry,
+        )
+        self._cache_evictions = Counter(
+            "tfgate_cache_evictions",
+            "Answers the model's response cache dropped to stay within its max_bytes, by model.",
+            ("model",),
+            registry=self.registry,
+        )
+        self._cache_bytes = Gauge(
+            "tfgate_cache_bytes",
+            "Bytes the model's response cache holds (at most its max_bytes), by model.",
+            ("model",),
+            registry=self.registry,
+        )
         for reason in Unauthenticated.REASONS:
             self._auth_failures.labels(reason)  # each reason is exported from the start, at 0
         self._bound: dict[tuple[str, str, str, object, Code], _CallChildren] = {}
         self._by_attempt: dict[tuple[str, Code], Any] = {}
         self._by_model: dict[str, Any] = {}
+        self._by_cache: dict[str, tuple[Any, Any, Any, Any]] = {}
         self._state: _State | None = None
 
     def called(self, record: Record) -> None:
@@ -229,6 +269,29 @@ class Exported(Metrics):
     def knows(self, model: str) -> None:
         if model:
             self._models.add(model)
+
+    def _cache(self, model: str) -> tuple[Any, Any, Any, Any]:
+        children = self._by_cache.get(model)
+        if children is None:
+            children = self._by_cache[model] = (
+                self._cache_hits.labels(model),
+                self._cache_misses.labels(model),
+                self._cache_evictions.labels(model),
+                self._cache_bytes.labels(model),
+            )
+        return children
+
+    def cache_hit(self, model: str) -> None:
+        self._cache(model)[0].inc()
+
+    def cache_missed(self, model: str) -> None:
+        self._cache(model)[1].inc()
+
+    def cache_evicted(self, model: str, count: int) -> None:
+        self._cache(model)[2].inc(count)
+
+    def cache_bytes(self, model: str, size: int) -> None:
+        self._cache(model)[3].set(size)
 
     def watch(
         self,

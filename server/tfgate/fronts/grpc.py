@@ -12,13 +12,22 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, TypeAlias, TypeVar, cast
+from typing import Any, Final, NamedTuple, TypeAlias, TypeVar, cast
 
 import grpc
 from google.protobuf.message import Message
 
 from tfgate import tls, translate
-from tfgate.calls import NO_CREDENTIALS, REQUEST_ID, Call, Credentials, Record, request_id
+from tfgate.calls import (
+    CACHE_CONTROL,
+    NO_CREDENTIALS,
+    REQUEST_ID,
+    Call,
+    Credentials,
+    Record,
+    no_cache,
+    request_id,
+)
 from tfgate.domain import Predict
 from tfgate.errors import (
     INTERNAL_MESSAGE,
@@ -34,7 +43,7 @@ from tfgate.fronts.v1 import parser, predict_of
 from tfgate.inference import Inference
 from tfgate.metrics import NO_METRICS, Metrics
 from tfgate.policy.gate import Gate
-from tfgate.tracing import TRACEPARENT, TRACESTATE, Parent, Tracing, parent_of, trace_of
+from tfgate.tracing import TRACEPARENT, TRACESTATE, Tracing, parent_of, trace_of
 from tfgate.v1 import inference_pb2
 
 logger = logging.getLogger(__name__)
@@ -51,16 +60,25 @@ Handler = Callable[[_Req, Call, Record], Awaitable[_Resp]]
 RawHandler = Callable[[bytes, Context], Awaitable[_Resp]]
 
 
-def _read(
-    metadata: Iterable[tuple[str, str | bytes]] | None,
-) -> tuple[str, str, str | None, str | None, str | None]:
-    """``authorization``, ``x-api-key`` (empty when absent), ``x-request-id``, ``traceparent``
-    and ``tracestate`` (None when absent; several tracestate entries joined, as W3C reads
-    them) in a call's metadata, in one pass."""
+class _Read(NamedTuple):
+    """What tfgate reads of a call's metadata (empty or None when absent)."""
+
+    authorization: str
+    api_key: str
+    request_id: str | None
+    traceparent: str | None
+    tracestate: str | None  # several entries joined, as W3C reads them
+    no_cache: bool  # cache-control: no-cache (tfgate.cache)
+
+
+def _read(metadata: Iterable[tuple[str, str | bytes]] | None) -> _Read:
+    """``authorization``, ``x-api-key``, ``x-request-id``, ``traceparent``, ``tracestate`` and
+    ``cache-control`` in a call's metadata, in one pass."""
     authorization = api_key = ""
     given: str | None = None
     traceparent: str | None = None
     tracestate: list[str] = []
+    fresh = False
     for key, value in metadata or ():
         if not isinstance(value, str):
             continue
@@ -74,26 +92,24 @@ def _read(
             traceparent = value
         elif key == TRACESTATE:
             tracestate.append(value)
-    return authorization, api_key, given, traceparent, ",".join(tracestate) or None
+        elif key == CACHE_CONTROL:
+            fresh = fresh or no_cache(value)
+    return _Read(authorization, api_key, given, traceparent, ",".join(tracestate) or None, fresh)
 
 
-def _metadata(context: Context, peer_identity: bool) -> tuple[Credentials, str, Parent | None]:
-    authorization, api_key, given, traceparent, tracestate = _read(context.invocation_metadata())
-    if authorization or api_key:
-        credentials = Credentials(authorization, api_key)
-    else:
-        identity = tls.peer_identity_grpc(context) if peer_identity else None
-        credentials = NO_CREDENTIALS if identity is None else Credentials(tls_identity=identity)
-    parent = None if traceparent is None else parent_of(traceparent, tracestate)
-    return credentials, request_id(given), parent
+def _credentials(read: _Read, context: Context, peer_identity: bool) -> Credentials:
+    if read.authorization or read.api_key:
+        return Credentials(read.authorization, read.api_key)
+    identity = tls.peer_identity_grpc(context) if peer_identity else None
+    return NO_CREDENTIALS if identity is None else Credentials(tls_identity=identity)
 
 
 def metadata_of(context: Context, peer_identity: bool = False) -> tuple[Credentials, str]:
     """The call's credentials and its request id (the caller's ``x-request-id`` when sane, else
     a new one), in one pass over its metadata; with ``peer_identity``, a caller that sent no
     token is its verified client certificate's name."""
-    credentials, rid, _ = _metadata(context, peer_identity)
-    return credentials, rid
+    read = _read(context.invocation_metadata())
+    return _credentials(read, context, peer_identity), request_id(read.request_id)
 
 
 def call_of(context: Context, front: str, method: str, limits: Limits) -> Call:
@@ -102,8 +118,12 @@ def call_of(context: Context, front: str, method: str, limits: Limits) -> Call:
     # grpc.aio answers None when the caller set no deadline, whatever its stubs say.
     remaining = cast(float | None, context.time_remaining())
     deadline = time.monotonic() + (limits.default_timeout if remaining is None else remaining)
-    credentials, rid, parent = _metadata(context, limits.peer_identity)
+    read = _read(context.invocation_metadata())
+    credentials = _credentials(read, context, limits.peer_identity)
+    rid = request_id(read.request_id)
     call = Call(front, method, deadline, context.peer() or "", rid, credentials)
+    call.no_cache = read.no_cache
+    parent = None if read.traceparent is None else parent_of(read.traceparent, read.tracestate)
     if parent is not None or limits.tracing is not None:
         call.trace = trace_of(limits.tracing, parent, front, method)
     return call

@@ -217,6 +217,7 @@ def _model(model: str, table: object, origin: str, base: Path) -> ModelSection:
     if not isinstance(table, dict):
         raise PipelineConfigError(f"{where}: [models.{model}] must be a table")
     p = Table(table, where, base)
+    p.raw("cache", None)  # the response cache's table: tfgate.cache reads it
     signature = p.string("signature", DEFAULT_SIGNATURE)
     inputs = {
         name: _input(name, t, f"{where} input '{name}'", base)
@@ -260,4 +261,10 @@ def load(path: str | None, data: Mapping[str, Any] | None = None) -> dict[str, M
     if not isinstance(models, dict):
         raise PipelineConfigError(f"{origin}: 'models' must be a table of [models.NAME] sections")
     base = Path(path).resolve().parent
-    return {name: _model(name, table, origin, base) for name, table in models.items()}
+    # A section holding only a [models.NAME.cache] table has no preprocessing: its model keeps
+    # the identity plan.
+    return {
+        name: _model(name, table, origin, base)
+        for name, table in models.items()
+        if not (isinstance(table, dict) and table.keys() == {"cache"})
+    }

@@ -19,7 +19,17 @@ from typing import Final, TypeVar
 from aiohttp import web
 
 from tfgate import tls
-from tfgate.calls import NO_CREDENTIALS, REQUEST_ID, Call, Credentials, Record, loggable, request_id
+from tfgate.calls import (
+    CACHE_CONTROL,
+    NO_CREDENTIALS,
+    REQUEST_ID,
+    Call,
+    Credentials,
+    Record,
+    loggable,
+    no_cache,
+    request_id,
+)
 from tfgate.errors import Cancelled, DeadlineExceeded, InvalidArgument
 from tfgate.metrics import NO_METRICS, Metrics
 from tfgate.tracing import TRACEPARENT, TRACESTATE, Tracing, joined, parent_of, trace_of
@@ -84,6 +94,7 @@ def begin(request: web.Request, method: str, model: str) -> Record:
     credentials = credentials_of(request)
     record.call = Call(opened.front, method, deadline, opened.peer, opened.request_id, credentials)
     record.call.trace = opened.trace
+    record.call.no_cache = no_cache(request.headers.get(CACHE_CONTROL))
     return record
 
 
