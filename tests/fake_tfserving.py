@@ -309,7 +309,7 @@ class FakeTFServing(
 
     async def _enter(self, method: str, context: grpc.aio.ServicerContext) -> None:
         self.calls[method] += 1
-        metadata = dict(context.invocation_metadata() or ())
+        metadata = {k: v for k, v in context.invocation_metadata() or ()}
         sent = metadata.get("x-request-id")
         self.request_ids.append(sent if isinstance(sent, str) else None)
         parent, state = metadata.get("traceparent"), metadata.get("tracestate")

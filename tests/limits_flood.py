@@ -52,7 +52,7 @@ async def _grpc(target: str, key: str, count: int) -> list[Outcome]:
                 else:
                     await tfs.Predict(_tfs(), metadata=metadata, timeout=20)
             except grpc.aio.AioRpcError as exc:
-                trailers = dict(exc.trailing_metadata() or ())
+                trailers = {k: v for k, v in exc.trailing_metadata() or ()}
                 return [
                     exc.code().name,
                     trailers.get("retry-after"),

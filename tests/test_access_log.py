@@ -74,7 +74,7 @@ async def _returned_id(call_: Any) -> str | None:
     only until it has received initial metadata: a refusal must not come after any)."""
     assert not await call_.initial_metadata()
     metadata = await call_.trailing_metadata()
-    return dict(metadata or ()).get("x-request-id")
+    return {k: v for k, v in metadata or ()}.get("x-request-id")
 
 
 async def test_grpc_v1_lines_have_every_key_and_the_callers_request_id(
