@@ -77,8 +77,10 @@ NO_CREDENTIALS: Final = Credentials()
 
 @dataclass(slots=True)
 class Call:
-    """One incoming call, as the core sees it (read-only by convention: not frozen, since a
-    frozen dataclass costs a microsecond more to build, on every call)."""
+    """One incoming call, as the core sees it. Its front fills it in (an HTTP route once it has
+    routed the call); the core then writes only what it learns: ``client``, ``attempts`` and
+    ``cache``. Not frozen, since a frozen dataclass costs a microsecond more to build, on every
+    call."""
 
     front: str  # "grpc" (tfgate.v1), "tfs-grpc" (TF Serving's API), "http", "tfs-http"
     method: str  # "Predict", "GetModel", "/tensorflow.serving.PredictionService/Predict", ...

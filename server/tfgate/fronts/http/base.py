@@ -79,8 +79,7 @@ def begin(request: web.Request, method: str, model: str) -> Record:
     record = request[RECORD_KEY]
     record.method = method
     record.model = model or "-"
-    opened = record.call
-    deadline = opened.deadline
+    call = record.call
     header = request.headers.get("grpc-timeout")
     if header is not None:
         match = _TIMEOUT.match(header.strip())
@@ -90,11 +89,10 @@ def begin(request: web.Request, method: str, model: str) -> Record:
                 f"got {header[:64]!r}"
             )
         timeout = min(int(match.group(1)) * _UNITS[match.group(2)], _LONGEST)
-        deadline = time.monotonic() + timeout
-    credentials = credentials_of(request)
-    record.call = Call(opened.front, method, deadline, opened.peer, opened.request_id, credentials)
-    record.call.trace = opened.trace
-    record.call.no_cache = no_cache(request.headers.get(CACHE_CONTROL))
+        call.deadline = time.monotonic() + timeout
+    call.method = method
+    call.credentials = credentials_of(request)
+    call.no_cache = no_cache(request.headers.get(CACHE_CONTROL))
     return record
 
 
