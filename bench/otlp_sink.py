@@ -27,50 +27,11 @@ from typing import Any
 import grpc
 import orjson
 
+from tfgate.wire import fields  # the protobuf wire walker tfgate reads requests with
+
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 EXPORT = f"/{SERVICE}/Export"
 STATS = "/bench.OtlpSink/Stats"
-
-_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
-
-
-def _varint(data: memoryview, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if i >= len(data):
-            raise ValueError("truncated varint")
-        byte = data[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, i
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint longer than 10 bytes")
-
-
-def fields(data: memoryview) -> Iterator[tuple[int, memoryview | None]]:
-    """Each field of one message: its number, and for a length-delimited field its bytes (None
-    for the others, which are skipped). Raises ValueError on bytes that are not a message."""
-    i = 0
-    while i < len(data):
-        key, i = _varint(data, i)
-        number, wire = key >> 3, key & 7
-        if wire == _VARINT:
-            _, i = _varint(data, i)
-            value = None
-        elif wire in (_I64, _I32):
-            i += 8 if wire == _I64 else 4
-            value = None
-        elif wire == _LEN:
-            size, i = _varint(data, i)
-            value = data[i : i + size]
-            i += size
-        else:
-            raise ValueError(f"field {number}: wire type {wire} is not used by OTLP")
-        if i > len(data):
-            raise ValueError(f"field {number}: truncated")
-        yield number, value
 
 
 def _children(data: memoryview, number: int) -> Iterator[memoryview]:
