@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-
-def openssl_binary() -> str:
-    found = shutil.which("openssl")
-    if found is None:
-        pytest.fail("openssl is missing: .ci/run installs it (apt-get install openssl)")
-    return found
+from tests.tools import debian_tool
 
 
 def _run(*args: str) -> None:
     done = subprocess.run(
-        [openssl_binary(), *args], check=False, capture_output=True, text=True, timeout=30
+        [debian_tool("openssl"), *args], check=False, capture_output=True, text=True, timeout=30
     )
     if done.returncode != 0:
         raise RuntimeError(f"openssl {args[0]} failed: {done.stderr.strip()}")

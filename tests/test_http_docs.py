@@ -7,7 +7,6 @@ import asyncio
 import os
 import re
 import shlex
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import orjson
 import pytest
 import pytest_asyncio
 
+from tests.tools import debian_tool
 from tfgate.app import Gateway
 from tfgate.config import Config
 from tfgate.plans import config as pipeline_config
@@ -46,10 +46,7 @@ def same(got: Any, want: Any) -> bool:
 
 
 def curl_binary() -> str:
-    found = shutil.which("curl")
-    if found is None:
-        pytest.fail("curl is missing: apt-get install curl (.ci/run installs it)")
-    return found
+    return debian_tool("curl")
 
 
 @pytest_asyncio.fixture

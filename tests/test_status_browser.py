@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,18 +15,12 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from tests.tools import debian_tool
 from tfgate.app import Gateway
 from tfgate.config import Config
 
 pytestmark = pytest.mark.asyncio
 TIMEOUT = 30.0
-
-
-def chromium_binary() -> str:
-    found = shutil.which("chromium")
-    if found is None:
-        pytest.fail("chromium is missing: apt-get install chromium (.ci/run installs it)")
-    return found
 
 
 @pytest_asyncio.fixture
@@ -78,7 +71,7 @@ class DevTools:
 async def browser(tmp_path: Path) -> AsyncIterator[DevTools]:
     profile = tmp_path / "chromium-profile"
     process = await asyncio.create_subprocess_exec(
-        chromium_binary(),
+        debian_tool("chromium"),
         "--headless",
         "--disable-gpu",
         "--no-sandbox",
