@@ -28,7 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 _SERVE = (sys.executable, "-m", "tfgate", "serve")
 
 
-def start_tfgate(backend: str, log: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
+def start_tfgate(
+    backend: str, log: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], int]:
+    """``tfgate serve`` in front of ``backend`` with ``args`` (and ``env`` added to this
+    environment), its stderr in ``log``; returns once it listens, with its port."""
     with log.open("w") as stderr:  # the child holds its own copy
         proc = subprocess.Popen(
             [*_SERVE, "--listen", "127.0.0.1:0", "--backend", backend, *args],
@@ -36,7 +40,7 @@ def start_tfgate(backend: str, log: Path, *args: str) -> tuple[subprocess.Popen[
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()

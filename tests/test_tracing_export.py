@@ -4,9 +4,6 @@ sends the spans of a traced call there."""
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import sys
 import time
 from pathlib import Path
 
@@ -15,41 +12,24 @@ import pytest
 
 from tests.fake_tfserving import FakeTFServing
 from tests.otlp_sink import OtlpSink
+from tests.test_lifecycle import end, start_tfgate
 from tfgate.v1 import inference_pb2, inference_pb2_grpc
 
-ROOT = Path(__file__).resolve().parent.parent
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 CALLER = f"00-{TRACE}-b7ad6b7169203331-01"
 
 
 @pytest.mark.asyncio
-async def test_spans_reach_an_otlp_collector(backend: FakeTFServing) -> None:
+async def test_spans_reach_an_otlp_collector(backend: FakeTFServing, tmp_path: Path) -> None:
     sink = OtlpSink()
     port = await sink.start()
     env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
         "TFGATE_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
         "TFGATE_SERVICE_NAME": "tfgate-under-test",
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tfgate",
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--backend",
-        backend.target,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-    )
+    process, gateway = start_tfgate(backend.target, tmp_path / "tfgate.log", env=env)
     try:
-        assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), 30)
-        match = re.search(rb"listening on [^ ]*:(\d+)", line)
-        assert match, line
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{int(match.group(1))}") as channel:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway}") as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
             request = inference_pb2.PredictRequest(
                 model="half_plus_two", inputs={"x": inference_pb2.Tensor(floats=[1.0])}
@@ -66,7 +46,5 @@ async def test_spans_reach_an_otlp_collector(backend: FakeTFServing) -> None:
         (call,) = [s for s in ours if s.name == "Predict"]
         assert call.parent_span_id == "b7ad6b7169203331"
     finally:
-        if process.returncode is None:
-            process.terminate()
-            await asyncio.wait_for(process.wait(), 30)
+        end(process)
         await sink.stop()
