@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from tfgate import batch
 from tfgate.calls import Call
-from tfgate.errors import DeadlineExceeded, ResourceExhausted
+from tfgate.errors import DeadlineExceeded, ResourceExhausted, own_copy
 from tfgate.tfs.tensorflow_serving.apis import model_pb2, predict_pb2
 
 logger = logging.getLogger(__name__)
@@ -82,15 +82,6 @@ class _Batch:
     rows: int = 0
     timer: asyncio.TimerHandle | None = None
     task: asyncio.Task[None] | None = None
-
-
-def _own(exc: BaseException) -> BaseException:
-    """A copy of ``exc`` for one member: an exception raised in several tasks would gather
-    each one's traceback."""
-    clone = type(exc).__new__(type(exc))
-    clone.args = exc.args
-    clone.__dict__.update(exc.__dict__)
-    return clone
 
 
 class Batcher:
@@ -191,7 +182,7 @@ class Batcher:
         except BaseException as exc:  # every member gets it, each its own copy
             for waiting in members:
                 if not waiting.answer.done():
-                    waiting.answer.set_exception(_own(exc))
+                    waiting.answer.set_exception(own_copy(exc))
             return
         for waiting, answer in zip(members, answers, strict=True):
             if not waiting.answer.done():

@@ -40,7 +40,7 @@ from tfgate import wire
 from tfgate.calls import Call
 from tfgate.config import ConfigError
 from tfgate.domain import Answer
-from tfgate.errors import DeadlineExceeded
+from tfgate.errors import DeadlineExceeded, own_copy
 from tfgate.metrics import NO_METRICS, Metrics
 from tfgate.plans.plan import Plan, Prepared
 from tfgate.tensors import FromBackend
@@ -180,15 +180,6 @@ class _Flight:
         self.waiters = 0
 
 
-def _own(exc: BaseException) -> BaseException:
-    """A copy of ``exc`` for one caller: each raises an exception of its own (its traceback,
-    context and any note are that caller's), with the same type, message and fields."""
-    twin = type(exc).__new__(type(exc))
-    twin.args = exc.args
-    twin.__dict__.update(exc.__dict__)
-    return twin
-
-
 class ResponseCache:
     """One model's cache (see the module docstring). ``clock`` and ``digest`` are for tests."""
 
@@ -270,14 +261,14 @@ class ResponseCache:
                 return await asyncio.shield(flight.task)
         except TimeoutError:
             if not limit.expired():
-                raise _own(flight.task.exception() or TimeoutError()) from None
+                raise own_copy(flight.task.exception() or TimeoutError()) from None
             raise DeadlineExceeded(
                 "the deadline ran out while waiting for the answer to an identical request"
             ) from None
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            raise _own(exc) from None
+            raise own_copy(exc) from None
         finally:
             flight.waiters -= 1
             if not flight.waiters and not flight.task.done():

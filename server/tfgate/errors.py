@@ -151,6 +151,16 @@ class BackendError(GatewayError):
         self.backend_code = backend_code
 
 
+def own_copy(exc: BaseException) -> BaseException:
+    """A copy of ``exc`` for one of several callers that share one failure (a response cache's
+    single flight, a batch): each raises an exception of its own (its traceback, context and
+    any note are that caller's), with the same type, message and fields."""
+    twin = type(exc).__new__(type(exc))
+    twin.args = exc.args
+    twin.__dict__.update(exc.__dict__)
+    return twin
+
+
 # The message an unexpected error is answered with, on every front.
 INTERNAL_MESSAGE: Final = "internal error in tfgate; see its log"
 
