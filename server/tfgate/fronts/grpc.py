@@ -43,7 +43,7 @@ from tfgate.fronts.v1 import parser, predict_of
 from tfgate.inference import Inference
 from tfgate.metrics import NO_METRICS, Metrics
 from tfgate.policy.gate import Gate
-from tfgate.tracing import TRACEPARENT, TRACESTATE, Tracing, parent_of, trace_of
+from tfgate.tracing import TRACEPARENT, TRACESTATE, Tracing, joined, parent_of, trace_of
 from tfgate.v1 import inference_pb2
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def _read(metadata: Iterable[tuple[str, str | bytes]] | None) -> _Read:
             tracestate.append(value)
         elif key == CACHE_CONTROL:
             fresh = fresh or no_cache(value)
-    return _Read(authorization, api_key, given, traceparent, ",".join(tracestate) or None, fresh)
+    return _Read(authorization, api_key, given, traceparent, joined(tracestate), fresh)
 
 
 def _credentials(read: _Read, context: Context, peer_identity: bool) -> Credentials:
