@@ -95,6 +95,7 @@ class Refusal extends Error {
 function predict(request) {
   let model = "";
   let x = null;
+  let shape = null;
   fields(request, (field, type, value) => {
     if (field === 1 && type === 2) {
       fields(value, (f, t, v) => {
@@ -107,14 +108,16 @@ function predict(request) {
         if (f === 1) key = v.toString("utf8");
         else if (f === 2) tensor = v;
       });
-      if (key === "x") x = floatsOf(tensor);
+      if (key === "x") [x, shape] = [floatsOf(tensor), shapeOf(tensor)];
     }
   });
   if (model !== MODEL) throw new Refusal(5, `Servable not found for request: Latest(${model})`);
   if (x === null) throw new Refusal(3, "expects one float input 'x'");
   const n = x.length;
-  const shape = lengthDelimited(2, varintField(1, n)); // TensorShapeProto.dim
-  const tensorHead = Buffer.concat([varintField(1, DT_FLOAT), lengthDelimited(2, shape),
+  // y has x's shape (N rows in, N rows out, as a batch of requests joined along the first
+  // dimension needs); an x sent without a shape gets [n].
+  const dims = shape === null ? lengthDelimited(2, varintField(1, n)) : shape;
+  const tensorHead = Buffer.concat([varintField(1, DT_FLOAT), lengthDelimited(2, dims),
     varint(4 * 8 + 2), varint(4 * n)]); // ... tensor_content follows
   const entryHead = Buffer.concat([lengthDelimited(1, Buffer.from("y")), varint(2 * 8 + 2),
     varint(tensorHead.length + 4 * n)]);
@@ -153,6 +156,15 @@ function floatsOf(tensor) {
   const aligned = new Uint8Array(content.length);
   aligned.set(content);
   return new Float32Array(aligned.buffer);
+}
+
+// The TensorShapeProto's bytes (its dim fields, as sent), or null when the tensor has none.
+function shapeOf(tensor) {
+  let shape = null;
+  fields(tensor || Buffer.alloc(0), (f, t, v) => {
+    if (f === 2 && t === 2) shape = v;
+  });
+  return shape;
 }
 
 // -- gRPC over HTTP/2 ----------------------------------------------------------------------
