@@ -11,6 +11,7 @@ answers show), over HTTP the body of one good answer (a 200 with another body sh
 from __future__ import annotations
 
 import http.client
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,20 +46,43 @@ def request_for(route: Route, size: str) -> bytes:
 Headers = tuple[tuple[str, str], ...]
 
 
-def verify(target: str, route: Route, size: str, calls: int = 3, headers: Headers = ()) -> int:
-    """Sends ``calls`` real calls (with ``headers`` as metadata) and checks each answer; returns
-    a good answer's size as h2load counts it (its gRPC frame, or its HTTP body)."""
+@dataclass(frozen=True)
+class Payload:
+    """A gRPC call other than half_plus_two's of a size (another model's): the serialized
+    request every call of a run sends, and the check of an answer (ValueError if wrong)."""
+
+    name: str  # names the body file
+    request: bytes
+    check: Callable[[bytes], None]
+
+
+def verify(
+    target: str,
+    route: Route,
+    size: str,
+    calls: int = 3,
+    *,
+    headers: Headers = (),
+    payload: Payload | None = None,
+) -> int:
+    """Sends ``calls`` real calls (with ``headers`` as metadata) of ``size``, or ``payload``'s,
+    and checks each answer; returns a good answer's size as h2load counts it (its gRPC frame,
+    or its HTTP body)."""
     if route.http:
         return verify_http(target, route, size, calls)
-    x = messages.inputs(size)
-    request = request_for(route, size)
-    check = messages.check_domain_response if route.domain else messages.check_tfs_response
+    if payload is None:
+        x = messages.inputs(size)
+        request = request_for(route, size)
+        answered = messages.check_domain_response if route.domain else messages.check_tfs_response
+        check: Callable[[bytes], None] = lambda answer: answered(answer, x)  # noqa: E731
+    else:
+        request, check = payload.request, payload.check
     with grpc.insecure_channel(target, options=MESSAGE_OPTIONS) as channel:
         call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(route.method)
         answer = b""
         for _ in range(calls):
             answer = call(request, timeout=30, metadata=headers or None)
-            check(answer, x)
+            check(answer)
     return len(h2load.grpc_frame(answer))
 
 
@@ -101,6 +125,7 @@ class Stage:
     settings: Settings
     workdir: Path
     headers: Headers = ()  # what every call carries besides the protocol's (credentials)
+    payload: Payload | None = None  # what every call sends, when not half_plus_two's of a size
 
 
 def drive(stage: Stage, size: str, conc: int) -> dict[str, Any]:
@@ -109,11 +134,12 @@ def drive(stage: Stage, size: str, conc: int) -> dict[str, Any]:
     route, target, settings, workdir = stage.route, stage.target, stage.settings, stage.workdir
     backend = stage.backend
     row: dict[str, Any] = {"path": route.name, "size": size, "conc": conc}
-    expected = verify(target, route, size, headers=stage.headers)
+    payload = stage.payload
+    expected = verify(target, route, size, headers=stage.headers, payload=payload)
     kind = ("v1" if route.domain else "tfs") + ("-json" if route.http else "")
-    body = workdir / f"{kind}-{size}.bin"
+    body = workdir / (f"{kind}-{size}.bin" if payload is None else f"{payload.name}.bin")
     if not body.exists():
-        request = request_for(route, size)
+        request = request_for(route, size) if payload is None else payload.request
         body.write_bytes(request if route.http else h2load.grpc_frame(request))
     url = f"http://{target}{route.method}"
     conns, http1, headers = settings.connections, route.http, stage.headers

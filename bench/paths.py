@@ -12,6 +12,11 @@
 | tfgate-jwt | the same with an HS256 JWT as the bearer token, cached after its first call |
 | tfgate-nometrics | tfgate with ``metrics = false`` (bench/observe.py) |
 | tfgate-traced | tfgate exporting its traces over OTLP/gRPC to bench/otlp_sink.py |
+| tfgate-cached | tfgate with a response cache for half_plus_two: the same call, answered from it |
+| tfgate-cached-bypass | the same server, every call with ``cache-control: no-cache`` (a miss) |
+| tfgate-batched | tfgate with micro-batching for half_plus_two, a 2 ms window (bench/batch.py) |
+| tfgate-iris | tfgate in front of the local model server on the iris SavedModel |
+| tfgate-iris-batched | the same with micro-batching for iris |
 | http-floor | the bare aiohttp + grpc.aio REST predict (bench/http_floor.py), over HTTP/1.1 |
 | tfgate-http | ``tfgate serve --http-listen``: TF Serving's REST predict, over HTTP/1.1 |
 | tfgate-http-v1 | the same server: tfgate.v1's JSON predict, over HTTP/1.1 |
@@ -25,11 +30,12 @@ from __future__ import annotations
 import base64
 import shutil
 import sys
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import access, messages, nginx, observe, procs, startup
+from bench import access, batch, cache, messages, nginx, observe, procs, startup
 
 HERE = Path(__file__).resolve().parent
 TFS_PREDICT = "/tensorflow.serving.PredictionService/Predict"
@@ -66,6 +72,11 @@ PATHS = {
         Route("tfgate-jwt", DOMAIN_PREDICT),
         Route("tfgate-nometrics", DOMAIN_PREDICT),
         Route("tfgate-traced", DOMAIN_PREDICT),
+        Route("tfgate-cached", DOMAIN_PREDICT),
+        Route("tfgate-cached-bypass", DOMAIN_PREDICT),
+        Route("tfgate-batched", DOMAIN_PREDICT),
+        Route("tfgate-iris", DOMAIN_PREDICT),
+        Route("tfgate-iris-batched", DOMAIN_PREDICT),
         Route("http-floor", REST_PREDICT, http=True),
         Route("tfgate-http", REST_PREDICT, http=True),
         Route("tfgate-http-v1", V1_JSON_PREDICT, http=True),
@@ -113,6 +124,7 @@ def start_http_floor(backend: str, workdir: Path, cpu: str | None) -> procs.Proc
 
 _GRPC_LINE = r"tfgate listening on \S+:(\d+)"
 _HTTP_LINE = r"tfgate HTTP on \S+:(\d+)"
+_METRICS_LINE = r"tfgate metrics on (\S+)"
 
 
 def start_tfgate(
@@ -125,12 +137,15 @@ def start_tfgate(
     config: Path | None = None,
     name: str = "",
     flags: Sequence[str] = (),
+    admin: bool = False,
 ) -> procs.Proc:
     """``tfgate serve``, SERVING once started; with ``http``, also the HTTP front, whose port is
     then the Proc's (it prints that line after the gRPC one); with ``config``, that file; and
-    ``flags`` besides."""
+    ``flags`` besides. With ``admin``, an admin listener too, whose /metrics URL is the Proc's
+    ``extra["metrics"]`` (read with ``metrics_text``; nothing scrapes it during a run)."""
     args = startup.tfgate_args("127.0.0.1:0", backend, log_level)
     args += ["--http-listen", "127.0.0.1:0"] if http else []
+    args += ["--admin-listen", "127.0.0.1:0"] if admin else []
     args += ["--config", str(config)] if config is not None else []
     args += flags
     name = name or f"tfgate-{log_level.lower()}" + ("-http" if http else "")
@@ -140,6 +155,9 @@ def start_tfgate(
     )  # fmt: skip
     try:
         grpc_port = procs.wait_for_line(proc.popens[0], proc.log, _GRPC_LINE).group(1)
+        if admin:
+            url = procs.wait_for_line(proc.popens[0], proc.log, _METRICS_LINE).group(1)
+            proc.extra["metrics"] = url
         startup.wait_serving(f"127.0.0.1:{grpc_port}")
     except BaseException:
         proc.stop()
@@ -165,12 +183,27 @@ def start_traced(backend: str, workdir: Path, cpu: str | None) -> procs.Proc:
     return proc
 
 
-def headers_of(proc: procs.Proc | None) -> tuple[tuple[str, str], ...]:
-    """The metadata every call to ``proc``'s path carries (its credentials), if any."""
+# What every call of a path carries besides its server's credentials.
+_PATH_HEADERS = {"tfgate-cached-bypass": cache.NO_CACHE}
+
+
+def headers_of(proc: procs.Proc | None, name: str = "") -> tuple[tuple[str, str], ...]:
+    """The metadata every call to ``proc``'s path (``name``) carries (its credentials, and
+    what the path adds), if any."""
     if proc is None:
         return ()
     headers: tuple[tuple[str, str], ...] = proc.extra.get("headers", ())  # type: ignore[assignment]
-    return headers
+    return headers + _PATH_HEADERS.get(name, ())
+
+
+def metrics_text(proc: procs.Proc) -> str:
+    """What ``proc`` (a tfgate started with ``admin``) serves at /metrics now."""
+    url = proc.extra.get("metrics")
+    if not isinstance(url, str):
+        raise RuntimeError(f"{proc.name} was started without an admin listener")
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        text: str = answer.read().decode()
+    return text
 
 
 def start(name: str, backend: procs.Proc, workdir: Path, cpu: str | None) -> procs.Proc | None:
@@ -191,6 +224,17 @@ def start(name: str, backend: procs.Proc, workdir: Path, cpu: str | None) -> pro
         return start_tfgate(target, workdir, cpu, "WARNING", config=config, name=name)
     if name == "tfgate-traced":
         return start_traced(target, workdir, cpu)
+    if name in ("tfgate-cached", "tfgate-cached-bypass"):
+        config = cache.write_config(workdir)
+        return start_tfgate(target, workdir, cpu, "WARNING", config=config, name=name, admin=True)
+    if name == "tfgate-batched":
+        config = batch.write_config(workdir, messages.MODEL)
+        return start_tfgate(target, workdir, cpu, "WARNING", config=config, name=name, admin=True)
+    if name == "tfgate-iris":
+        return start_tfgate(target, workdir, cpu, "WARNING", name=name)
+    if name == "tfgate-iris-batched":
+        config = batch.write_config(workdir, batch.REAL_MODEL)
+        return start_tfgate(target, workdir, cpu, "WARNING", config=config, name=name, admin=True)
     if name == "tfgate-info":
         return start_tfgate(target, workdir, cpu, "INFO")
     if name == "http-floor":

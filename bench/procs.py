@@ -147,12 +147,13 @@ def start_server(
     *,
     env: Mapping[str, str] | None = None,
     pattern: str = r"^port (\d+)$",
+    timeout: float = 30.0,
 ) -> Proc:
-    """Starts a server that prints its port; returns once it has."""
+    """Starts a server that prints its port; returns once it has (within ``timeout`` s)."""
     log = fresh_log(workdir, name)
     popen = spawn(args, log, cpu, env)
     try:
-        port = int(wait_for_line(popen, log, pattern).group(1))
+        port = int(wait_for_line(popen, log, pattern, timeout).group(1))
     except BaseException:
         Proc(name, [popen], log).stop()
         raise

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 import time
 from collections.abc import Iterable
@@ -411,6 +412,237 @@ def _observe_targets(rows: list[Row]) -> list[Row]:
     ]
 
 
+def metric_total(exposition: str, name: str, **labels: str) -> float | None:
+    """The sum of the samples ``name`` (e.g. ``tfgate_cache_hits_total``) in Prometheus text
+    ``exposition`` whose labels include ``labels``; None when the family is not declared there
+    (a tfgate without that metric), 0.0 when it is but no sample matches."""
+    family = name.removesuffix("_total")
+    declared = re.search(rf"^# TYPE ({re.escape(name)}|{re.escape(family)}) ", exposition, re.M)
+    if declared is None:
+        return None
+    total = 0.0
+    for line in exposition.splitlines():
+        found = _SAMPLE.fullmatch(line)
+        if found is None or found["name"] != name:
+            continue
+        have = dict(_LABEL.findall(found["labels"] or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += float(found["value"])
+    return total
+
+
+_SAMPLE = re.compile(r"(?P<name>[A-Za-z_:][\w:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)(?: \S+)?")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def cache_counts(exposition: str, model: str) -> dict[str, float]:
+    """``model``'s cache hits and misses, and the backend calls (attempts, every replica and
+    code) in tfgate's /metrics text; ValueError when it exports no cache metrics."""
+    hits = metric_total(exposition, "tfgate_cache_hits_total", model=model)
+    misses = metric_total(exposition, "tfgate_cache_misses_total", model=model)
+    attempts = metric_total(exposition, "tfgate_backend_attempts_total")
+    if hits is None or misses is None or attempts is None:
+        raise ValueError("no tfgate_cache_hits_total, _misses_total or backend attempts exported")
+    return {"hits": hits, "misses": misses, "backend_calls": attempts}
+
+
+def batch_counts(exposition: str, model: str) -> dict[str, float | None] | None:
+    """``model``'s batches sent and the calls in them, and the mean batch size (None when no
+    batch was sent), in tfgate's /metrics text; None when it exports no batch metrics."""
+    batches = metric_total(exposition, "tfgate_batches_total", model=model)
+    calls = metric_total(exposition, "tfgate_batched_calls_total", model=model)
+    if batches is None or calls is None:
+        return None
+    return {"batches": batches, "batched_calls": calls, "mean_batch": _div(calls, batches)}
+
+
+# The response cache (bench/cache.py): a hit against a miss (cache-control: no-cache), paired.
+CACHE_HIT, CACHE_MISS = "tfgate-cached", "tfgate-cached-bypass"
+CACHE_CONC = 16
+CACHE_CPU_TARGET = 0.5
+REPEATED_TARGET = 0.55
+
+
+def _medians(rows: list[Row], conc: int, ours: str, base: str) -> Row | None:
+    """``ours`` against ``base`` at ``conc`` within each round (as _round_ratios), with the
+    medians of both paths' figures; None when no round has both."""
+    cpu, rps, p50 = _round_ratios(rows, conc, ours, base)
+    if not cpu:
+        return None
+    mine = [r for r in rows if r["path"] == ours and r.get("conc") == conc and "error" not in r]
+    theirs = [r for r in rows if r["path"] == base and r.get("conc") == conc and "error" not in r]
+
+    def median(runs: list[Row], key: str) -> float:
+        return statistics.median(r[key] for r in runs if r.get(key) is not None)
+
+    return {
+        "path": ours,
+        "base": base,
+        "conc": conc,
+        "rounds": len(cpu),
+        "cpu_ratio": statistics.median(cpu),
+        "cpu_ratios": cpu,
+        "rps_ratio": statistics.median(rps),
+        "rps_ratios": rps,
+        "p50_over_base_ms": statistics.median(p50),
+        "p50_diffs_ms": p50,
+        "cpu_ms": median(mine, "cpu_ms"),
+        "base_cpu_ms": median(theirs, "cpu_ms"),
+        "rps": median(mine, "rps"),
+        "base_rps": median(theirs, "rps"),
+        "p50_ms": median(mine, "p50_ms"),
+        "base_p50_ms": median(theirs, "p50_ms"),
+    }
+
+
+def pair_summary(rows: list[Row], pairs: Iterable[tuple[str, str]]) -> list[Row]:
+    """For each (path, base) of ``pairs`` and each concurrency both were run at (highest
+    first): ``_medians``; a pair with no good round gets no row."""
+    out = []
+    for ours, base in pairs:
+        concs = {r["conc"] for r in rows if r["path"] == ours} & {
+            r["conc"] for r in rows if r["path"] == base
+        }
+        for conc in sorted(concs, reverse=True):
+            row = _medians(rows, conc, ours, base)
+            if row is not None:
+                out.append(row)
+    return out
+
+
+def pair_table(rows: list[Row]) -> str:
+    lines = [
+        "| path | against | conc | rounds | CPU ms/req (path; against) "
+        "| CPU ratio (median; each round) | RPS (path; against) | RPS ratio (median; each round) "
+        "| p50 ms (path; against) | p50 - against p50 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        cpu = ", ".join(f"{v:.2f}" for v in row["cpu_ratios"])
+        rps = ", ".join(f"{v:.2f}" for v in row["rps_ratios"])
+        lines.append(
+            f"| {row['path']} | {row['base']} | {row['conc']} | {row['rounds']} "
+            f"| {row['cpu_ms']:.3f}; {row['base_cpu_ms']:.3f} | {row['cpu_ratio']:.2f} ({cpu}) "
+            f"| {row['rps']:.0f}; {row['base_rps']:.0f} | {row['rps_ratio']:.2f} ({rps}) "
+            f"| {row['p50_ms']:.3f}; {row['base_p50_ms']:.3f} "
+            f"| {row['p50_over_base_ms']:+.3f} ms |"
+        )
+    return "\n".join(lines)
+
+
+def _pair(rows: list[Row], path: str, base: str, conc: int) -> Row | None:
+    return next(
+        (r for r in rows if r["path"] == path and r["base"] == base and r["conc"] == conc), None
+    )
+
+
+def _each(row: Row, key: str, fmt: str) -> str:
+    return ", ".join(fmt.format(v) for v in row[key])
+
+
+def cache_targets(summary: list[Row], repeated: dict[str, Any] | None) -> list[Row]:
+    """A hit's CPU per call against a miss's (each concurrency measured, CACHE_CONC first), and
+    the backend calls per call under 50% repeated requests."""
+    out = []
+    concs = sorted({r["conc"] for r in summary if r["path"] == CACHE_HIT}, reverse=True)
+    for conc in concs or [CACHE_CONC]:
+        row = _pair(summary, CACHE_HIT, CACHE_MISS, conc)
+        ratio = None if row is None else row["cpu_ratio"]
+        out.append(
+            _target(
+                f"cache hit vs miss <= {CACHE_CPU_TARGET}x CPU per call (small, c={conc})",
+                ratio,
+                None if ratio is None else ratio <= CACHE_CPU_TARGET,
+                "n/a"
+                if row is None
+                else f"{ratio:.2f}x ({row['cpu_ms']:.3f} vs {row['base_cpu_ms']:.3f} ms; rounds "
+                f"{_each(row, 'cpu_ratios', '{:.2f}')})",
+            )
+        )
+    share = None
+    shown = "n/a"
+    if repeated and repeated.get("calls"):
+        share = repeated["backend_calls"] / repeated["calls"]
+        shown = (
+            f"{share:.2f}x ({repeated['backend_calls']:.0f} backend calls for "
+            f"{repeated['calls']} calls, {repeated['distinct']} distinct inputs; cache "
+            f"{repeated['hits']:.0f} hits, {repeated['misses']:.0f} misses)"
+        )
+    out.append(
+        _target(
+            f"50% repeated requests: backend calls <= {REPEATED_TARGET}x of calls",
+            share,
+            None if share is None else share <= REPEATED_TARGET,
+            shown,
+        )
+    )
+    return out
+
+
+def cache_check(counts: dict[str, float], rows: list[Row]) -> str:
+    """What says the paired cache runs (``rows``) were not hits and misses ("" when nothing):
+    ``counts`` (cache_counts after them) must show at least one hit per call h2load completed
+    on the hit path, and one miss and one backend call per call on the miss path."""
+    hits = sum(r.get("requests") or 0 for r in rows if r["path"] == CACHE_HIT)
+    misses = sum(r.get("requests") or 0 for r in rows if r["path"] == CACHE_MISS)
+    out = []
+    if counts["hits"] < hits:
+        out.append(f"{counts['hits']:.0f} hits for {hits} calls on {CACHE_HIT}")
+    if counts["misses"] < misses or counts["backend_calls"] < misses:
+        out.append(
+            f"{counts['misses']:.0f} misses and {counts['backend_calls']:.0f} backend calls for "
+            f"{misses} calls on {CACHE_MISS}"
+        )
+    return "; ".join(out)
+
+
+# Micro-batching (bench/batch.py): tfgate-batched against the pass-through and tfgate, paired.
+BATCHED = "tfgate-batched"
+BATCH_PAIRS = ((BATCHED, "passthrough"), (BATCHED, "tfgate"))
+REAL_PAIRS = (("tfgate-iris-batched", "tfgate-iris"),)
+BATCH_CONC = 64
+BATCH_RPS_TARGET = 1.5
+BATCH_CPU_TARGET = 0.65
+BATCH_P50_SLACK_MS = 0.2
+
+
+def batch_targets(summary: list[Row], max_delay_ms: float) -> list[Row]:
+    """tfgate-batched's calls/s against the pass-through's and its CPU per call against
+    tfgate's at BATCH_CONC, and its p50 over tfgate's at c=1."""
+    out = []
+    checks = (
+        (
+            f"tfgate with batching ({max_delay_ms:g} ms) vs the bare pass-through, "
+            f"c={BATCH_CONC}, small >= {BATCH_RPS_TARGET}x calls/s",
+            "passthrough", BATCH_CONC, "rps_ratio", lambda v: v >= BATCH_RPS_TARGET,
+        ),
+        (
+            f"tfgate with batching vs without, c={BATCH_CONC} <= {BATCH_CPU_TARGET}x CPU per call",
+            "tfgate", BATCH_CONC, "cpu_ratio", lambda v: v <= BATCH_CPU_TARGET,
+        ),
+        (
+            f"added p50 at c=1 with batching on <= max_delay + {BATCH_P50_SLACK_MS} ms "
+            f"({max_delay_ms + BATCH_P50_SLACK_MS:g} ms)",
+            "tfgate", 1, "p50_over_base_ms",
+            lambda v: v <= max_delay_ms + BATCH_P50_SLACK_MS,
+        ),
+    )  # fmt: skip
+    for name, base, conc, key, ok in checks:
+        row = _pair(summary, BATCHED, base, conc)
+        value = None if row is None else row[key]
+        shown = "n/a"
+        if row is not None and key == "p50_over_base_ms":
+            shown = (
+                f"{value:+.3f} ms ({row['p50_ms']:.3f} vs {row['base_p50_ms']:.3f} ms; rounds "
+                f"{_each(row, 'p50_diffs_ms', '{:+.3f}')})"
+            )
+        elif row is not None:
+            each = "cpu_ratios" if key == "cpu_ratio" else "rps_ratios"
+            shown = f"{value:.2f}x (rounds {_each(row, each, '{:.2f}')})"
+        out.append(_target(name, value, None if value is None else ok(value), shown))
+    return out
+
+
 def _target(name: str, value: float | None, ok: bool | None, shown: str) -> Row:
     verdict = "n/a" if value is None or ok is None else ("PASS" if ok else "MISS")
     return {"target": name, "value": value, "verdict": verdict, "shown": shown}
@@ -425,10 +657,14 @@ def targets(
     *,
     access: list[Row] | None = None,
     observe: list[Row] | None = None,
+    cache: dict[str, Any] | None = None,
+    batch: dict[str, Any] | None = None,
 ) -> list[Row]:
     """Each target with its value and verdict. The CPU and throughput ratios come from the
     paired runs when there are any (their medians), else from the main table; the HTTP ones
-    from ``http`` (http_summary's rows)."""
+    from ``http`` (http_summary's rows); the response cache's and micro-batching's from their
+    parts' results (``summary``: pair_summary's rows; the cache's ``repeated`` load; batching's
+    ``max_delay_ms``), when those parts ran."""
     main = {r["conc"]: r for r in ratio_rows}
     by_conc = {r["conc"]: r for r in paired} if paired else main
     out = []
@@ -476,6 +712,10 @@ def targets(
         )
     out += _access_targets(access or [])
     out += _observe_targets(observe or [])
+    if cache is not None:
+        out += cache_targets(cache["summary"], cache.get("repeated"))
+    if batch is not None:
+        out += batch_targets(batch["summary"], batch["max_delay_ms"])
     fwd = conversion.get("tfgate_to_proto_ms")
     copy = conversion.get("numpy_copy_4mb_ms")
     tf = conversion.get("tf_make_tensor_proto_ms")

@@ -15,8 +15,13 @@ keep-alive connection per call in flight. Access control (part "auth": tfgate ag
 tfgate-auth and tfgate-jwt, bench/access.py) gets paired runs of its own at c=16, twice
 --rounds rounds; alone: --parts auth. The cost of metrics and of tracing (part "observe":
 tfgate-nometrics, tfgate and tfgate-traced, bench/observe.py) is measured the same way, at c=16
-for twice --rounds rounds and at c=1 for --rounds rounds; alone: --parts observe. Results:
-bench/results/latest.json and a timestamped copy.
+for twice --rounds rounds and at c=1 for --rounds rounds; alone: --parts observe. The response
+cache (part "cache", bench/cache.py: a hit against a miss, paired at c=16 for twice --rounds
+rounds and at c=1 for --rounds rounds; then a bounded load with 50% repeated requests) and
+micro-batching (part "batch", bench/batch.py: tfgate-batched with the pass-through and tfgate at
+c=64, with tfgate at c=1, and with and without batching in front of the local model server on
+iris at c=16, --rounds rounds each) likewise. Results: bench/results/latest.json and a
+timestamped copy.
 """
 
 from __future__ import annotations
@@ -35,7 +40,19 @@ from typing import Any
 
 import grpc
 
-from bench import access, conversion, load, observe, paths, procs, report, startup, system
+from bench import (
+    access,
+    batch,
+    cache,
+    conversion,
+    load,
+    observe,
+    paths,
+    procs,
+    report,
+    startup,
+    system,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONCURRENCY = (1, 16, 64)
@@ -80,8 +97,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--parts",
-        default="load,http,auth,observe,conversion,startup",
-        help="which parts to run (default: all of load, http, auth, observe, conversion, startup)",
+        default="load,http,auth,observe,cache,batch,conversion,startup",
+        help="which parts to run (default: all of load, http, auth, observe, cache, batch, "
+        "conversion, startup)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -186,8 +204,8 @@ HTTP_PAIRED = report.HTTP_PATHS
 # one concurrency its target names.
 AUTH_PAIRED = ("tfgate", *access.PATHS)
 AUTH_CONCURRENCY = (report.AUTH_CONC,)
-# Paths that are routes of one server: started once.
-_SERVER_OF = {"tfgate-http-v1": "tfgate-http"}
+# Paths that are routes of one server (or one server called another way): started once.
+_SERVER_OF = {"tfgate-http-v1": "tfgate-http", cache.MISS_PATH: cache.HIT_PATH}
 
 
 def measure_paired(
@@ -199,6 +217,7 @@ def measure_paired(
     concurrencies: tuple[int, ...] = (),
     rounds: int | None = None,
     inspect: Callable[[Mapping[str, procs.Proc]], None] | None = None,
+    payload: load.Payload | None = None,
 ) -> list[report.Row]:
     """``names`` (the pass-through and tfgate; or the HTTP paths; or tfgate with and without
     access control), small requests, run back to back in alternating order, at
@@ -209,7 +228,8 @@ def measure_paired(
     Each round measures every path at each concurrency, one right after the other (3 s runs),
     in the order of ``names`` and then reversed, and a ratio is the median over the rounds of
     the ratio within each round. ``inspect`` is given the started processes by path after the
-    last round, before they stop.
+    last round, before they stop. ``payload``: what every call sends, when not half_plus_two's
+    small request (and ``backend`` is what serves its model).
     """
     front = FRONT_CPU if args.pin else None
     seconds = min(args.seconds, 3.0)
@@ -228,7 +248,7 @@ def measure_paired(
                 started[server] = proc
             stages[name] = load.Stage(
                 paths.PATHS[name], f"127.0.0.1:{proc.port}", proc, backend, settings, workdir,
-                paths.headers_of(proc),
+                paths.headers_of(proc, name), payload,
             )  # fmt: skip
         for round_ in range(args.rounds if rounds is None else rounds):
             for conc in concurrencies or args.concurrency:
@@ -292,6 +312,139 @@ def measure_observe(backend: procs.Proc, args: argparse.Namespace, workdir: Path
         "sink": sink if received else {},
         "in_process": observe.metrics_cost(),
     }
+
+
+def measure_cache(backend: procs.Proc, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """A cache hit against a miss (bench/cache.py), paired: at c=16 for twice --rounds rounds,
+    then at c=1 for --rounds rounds, the server's cache counts read after each; then the bounded
+    load with 50% repeated requests against a fresh tfgate-cached."""
+    rows: list[report.Row] = []
+    checks: list[str] = []
+    for conc, rounds in ((report.CACHE_CONC, 2 * args.rounds), (1, args.rounds)):
+        measured, problem = _cache_rounds(backend, args, workdir, conc, rounds)
+        rows += measured
+        checks += [f"c={conc}: {problem}"] if problem else []
+    calls = 600 if args.quick else 4000
+    print(f"  response cache: {calls} calls, every other one a repeat ...", flush=True)
+    proc = paths.start(cache.HIT_PATH, backend, workdir, FRONT_CPU if args.pin else None)
+    assert proc is not None
+    try:
+        repeated = cache.repeated(
+            f"127.0.0.1:{proc.port}", paths.DOMAIN_PREDICT, lambda: paths.metrics_text(proc), calls
+        )
+    finally:
+        proc.stop()
+    return {
+        "rows": rows,
+        "summary": report.pair_summary(rows, [(cache.HIT_PATH, cache.MISS_PATH)]),
+        "checks": checks,
+        "repeated": repeated,
+    }
+
+
+def _cache_rounds(
+    backend: procs.Proc, args: argparse.Namespace, workdir: Path, conc: int, rounds: int
+) -> tuple[list[report.Row], str]:
+    """The paired hit and miss runs at ``conc``, and what the server's cache counts after them
+    say is wrong with them ("" when nothing)."""
+    names = (cache.HIT_PATH, cache.MISS_PATH)
+    print(
+        f"  response cache: {', '.join(names)}, paired, {rounds} round(s) at c={conc} ...",
+        flush=True,
+    )
+    counted: list[dict[str, float]] = []
+
+    def count(started: Mapping[str, procs.Proc]) -> None:
+        text = paths.metrics_text(started[cache.HIT_PATH])
+        counted.append(report.cache_counts(text, cache.MODEL))
+
+    measured = measure_paired(
+        backend, args, workdir, names, concurrencies=(conc,), rounds=rounds, inspect=count
+    )
+    return measured, report.cache_check(counted[0], measured) if counted else "not read"
+
+
+def measure_batch(backend: procs.Proc, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Micro-batching (bench/batch.py), paired: tfgate-batched with the pass-through and tfgate
+    at c=64, with tfgate at c=1, --rounds rounds each; then tfgate with and without batching in
+    front of the local model server on iris at c=16. Left out, with the reason, when tfgate
+    refuses the batching table."""
+    front = FRONT_CPU if args.pin else None
+    why = _batching_refused(backend, workdir, front)
+    if why:
+        print(f"  micro-batching: not available: {why}", flush=True)
+        return {
+            "rows": [], "summary": [], "note": f"not available: {why}",
+            "max_delay_ms": batch.MAX_DELAY_MS,
+        }  # fmt: skip
+    counts: dict[str, Any] = {}
+
+    def counter(model: str, path: str, conc: int) -> Callable[[Mapping[str, procs.Proc]], None]:
+        def count(started: Mapping[str, procs.Proc]) -> None:
+            counts[f"{path} c={conc}"] = report.batch_counts(
+                paths.metrics_text(started[path]), model
+            )
+
+        return count
+
+    rows: list[report.Row] = []
+    for names, conc in (
+        (("passthrough", "tfgate", report.BATCHED), report.BATCH_CONC),
+        (("tfgate", report.BATCHED), 1),
+    ):
+        print(
+            f"  micro-batching: {', '.join(names)}, paired, {args.rounds} round(s) at c={conc} ...",
+            flush=True,
+        )
+        rows += measure_paired(
+            backend, args, workdir, names, concurrencies=(conc,),
+            inspect=counter(cache.MODEL, report.BATCHED, conc),
+        )  # fmt: skip
+    real: list[report.Row] = []
+    note = ""
+    (batched, plain), conc = report.REAL_PAIRS[0], batch.REAL_CONC
+    print(
+        f"  micro-batching on {batch.REAL_MODEL} (local model server): {plain}, {batched}, "
+        f"paired, {args.rounds} round(s) at c={conc} ...",
+        flush=True,
+    )
+    try:
+        server = batch.start_model_server(workdir, BACK_CPU if args.pin else None)
+    except (RuntimeError, TimeoutError) as exc:
+        note = f"the local model server did not start: {_short(exc)}"
+        print(f"  {note}", flush=True)
+    else:
+        try:
+            real = measure_paired(
+                server, args, workdir, (plain, batched), concurrencies=(conc,),
+                inspect=counter(batch.REAL_MODEL, batched, conc),
+                payload=load.Payload(batch.REAL_MODEL, batch.iris_request(), batch.check_iris),
+            )  # fmt: skip
+        finally:
+            server.stop()
+    pairs = [*report.BATCH_PAIRS, *report.REAL_PAIRS]
+    return {
+        "rows": rows + real,
+        "summary": report.pair_summary(rows + real, pairs),
+        "batches": counts,
+        "max_delay_ms": batch.MAX_DELAY_MS,
+        "note": note,
+    }
+
+
+def _batching_refused(backend: procs.Proc, workdir: Path, cpu: str | None) -> str:
+    """Why tfgate-batched cannot be measured: the reason a tfgate that refuses the batching
+    table gives ("" when it starts)."""
+    try:
+        proc = paths.start(report.BATCHED, backend, workdir, cpu)
+    except RuntimeError as exc:
+        why = batch.unavailable(str(exc))
+        if why:
+            return why
+        raise
+    if proc is not None:
+        proc.stop()
+    return ""
 
 
 def measure_extras(
@@ -359,6 +512,19 @@ def _has_uvloop() -> bool:
     return True
 
 
+def _cache_and_batch(
+    parts: set[str], backend: procs.Proc, args: argparse.Namespace, workdir: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Parts "cache" and "batch", each as measured, or empty when not asked for."""
+    cached: dict[str, Any] = {"rows": [], "summary": [], "repeated": None}
+    batched: dict[str, Any] = {"rows": [], "summary": [], "max_delay_ms": batch.MAX_DELAY_MS}
+    if "cache" in parts and args.rounds > 0:
+        cached = measure_cache(backend, args, workdir)
+    if "batch" in parts and args.rounds > 0:
+        batched = measure_batch(backend, args, workdir)
+    return cached, batched
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     began = time.monotonic()
@@ -408,6 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if "observe" in parts and args.rounds > 0
             else {"rows": [], "summary": []}
         )
+        cached, batched = _cache_and_batch(parts, backend, args, workdir)
         extras = measure_extras(backend, args, workdir) if args.extras else []
         converted: dict[str, Any] = {}
         if "conversion" in parts:
@@ -423,7 +590,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     access_summary = report.access_summary(auth_rows)
     target_rows = report.targets(
         ratio_rows, converted, started, paired_ratios, http_summary, access=access_summary,
-        observe=observed["summary"],
+        observe=observed["summary"], cache=cached if "cache" in parts else None,
+        batch=batched if "batch" in parts else None,
     )  # fmt: skip
     env["load_average_after"] = os.getloadavg()
     results = {
@@ -440,6 +608,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "http": {"rows": http_rows, "summary": http_summary},
         "access": {"rows": auth_rows, "summary": access_summary, "in_process": in_process},
         "observe": observed,
+        "cache": cached,
+        "batch": batched,
         "targets": target_rows,
         "conversion": converted,
         "startup": started,
@@ -452,8 +622,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\nwritten: {args.out / 'latest.json'} and {report.save(results, args.out).name} "
         f"({results['elapsed_s']:.0f} s)"
     )
-    groups = (rows, paired, http_rows, auth_rows, observed["rows"], extras)
-    return 1 if any("error" in r for group in groups for r in group) else 0
+    return 1 if any("error" in r for group in (
+        rows, paired, http_rows, auth_rows, observed["rows"], cached["rows"], batched["rows"],
+        extras,
+    ) for r in group) else 0  # fmt: skip
 
 
 def render(results: dict[str, Any]) -> str:
@@ -491,6 +663,12 @@ def render(results: dict[str, Any]) -> str:
     observed = results.get("observe", {})
     if observed.get("rows"):
         parts += ["", observe_lines(observed)]
+    cached = results.get("cache", {})
+    if cached.get("rows"):
+        parts += ["", cache_lines(cached)]
+    batched = results.get("batch", {})
+    if batched.get("rows") or batched.get("note"):
+        parts += ["", batch_lines(batched)]
     if results["extras"]:
         parts += ["", "Extras (small requests):", report.table(results["extras"])]
     if conv:
@@ -556,6 +734,47 @@ def observe_lines(observed: dict[str, Any]) -> str:
             f"Tracing: spans exported: {'yes' if spans else 'no'} ({spans} spans in "
             f"{sink.get('requests', 0)} exports, {sink.get('bytes', 0)} bytes)"
         )
+    return "\n".join(lines)
+
+
+def cache_lines(cached: dict[str, Any]) -> str:
+    """The response cache's table (a hit against a miss), its counts check and the repeats."""
+    lines = [
+        "Response cache, small requests, paired: tfgate-cached (the same call: hits) against "
+        "tfgate-cached-bypass (cache-control: no-cache: misses), gateway CPU per call:",
+        report.pair_table(cached["summary"]) if cached["summary"] else "(no good round)",
+    ]
+    lines += [f"Cache counts: {problem}" for problem in cached.get("checks", [])]
+    repeated = cached.get("repeated")
+    if repeated:
+        lines.append(
+            f"50% repeated requests: {repeated['calls']} calls ({repeated['distinct']} distinct "
+            f"inputs, {repeated['in_flight']} in flight, {repeated['seconds']:.1f} s): "
+            f"{repeated['backend_calls']:.0f} backend calls, cache {repeated['hits']:.0f} hits, "
+            f"{repeated['misses']:.0f} misses"
+        )
+    return "\n".join(lines)
+
+
+def batch_lines(batched: dict[str, Any]) -> str:
+    """Micro-batching's table, and the batch sizes tfgate counted."""
+    lines = [
+        f"Micro-batching ({batch.MAX_BATCH_SIZE} rows, {batch.MAX_DELAY_MS} ms window), paired "
+        f"(gateway CPU per call; {batch.REAL_MODEL}: in front of the local model server):",
+        report.pair_table(batched["summary"]) if batched["summary"] else "(no good round)",
+    ]
+    for where, counts in batched.get("batches", {}).items():
+        if counts is None:
+            lines.append(f"Batches, {where}: not available (no tfgate_batches_total exported)")
+        elif counts["mean_batch"] is None:
+            lines.append(f"Batches, {where}: none sent ({counts['batched_calls']:.0f} calls)")
+        else:
+            lines.append(
+                f"Batches, {where}: {counts['batches']:.0f} batches of "
+                f"{counts['batched_calls']:.0f} calls, mean {counts['mean_batch']:.1f} per batch"
+            )
+    if batched.get("note"):
+        lines.append(f"Note: {batched['note']}")
     return "\n".join(lines)
 
 
