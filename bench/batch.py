@@ -12,7 +12,9 @@ Paths (bench/run.py ``measure_batch``), each ``tfgate serve``:
   metrics reads "not available".
 - ``tfgate-iris`` and ``tfgate-iris-batched``: the same without and with a batching table for
   ``iris``, in front of the local model server (``tfgate model-server`` on models/, a real
-  SavedModel run by TensorFlow) instead of the bench backend; one flower per call.
+  SavedModel run by TensorFlow) instead of the bench backend; one flower per call. The model
+  server is not pinned (pinned to one CPU next to h2load its TensorFlow threads starve), so it
+  shares tfgate's CPU too.
 
 A tfgate that refuses the batching table (a release without micro-batching) is found out by
 starting it once (``unavailable``); its paths are then left out with the reason.
