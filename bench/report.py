@@ -416,7 +416,7 @@ def metric_total(exposition: str, name: str, **labels: str) -> float | None:
     """The sum of the samples ``name`` (e.g. ``tfgate_cache_hits_total``) in Prometheus text
     ``exposition`` whose labels include ``labels``; None when the family is not declared there
     (a tfgate without that metric), 0.0 when it is but no sample matches."""
-    family = name.removesuffix("_total")
+    family = re.sub(r"_(total|sum|count|bucket)$", "", name)
     declared = re.search(rf"^# TYPE ({re.escape(name)}|{re.escape(family)}) ", exposition, re.M)
     if declared is None:
         return None
@@ -446,14 +446,25 @@ def cache_counts(exposition: str, model: str) -> dict[str, float]:
     return {"hits": hits, "misses": misses, "backend_calls": attempts}
 
 
-def batch_counts(exposition: str, model: str) -> dict[str, float | None] | None:
-    """``model``'s batches sent and the calls in them, and the mean batch size (None when no
-    batch was sent), in tfgate's /metrics text; None when it exports no batch metrics."""
-    batches = metric_total(exposition, "tfgate_batches_total", model=model)
-    calls = metric_total(exposition, "tfgate_batched_calls_total", model=model)
-    if batches is None or calls is None:
-        return None
-    return {"batches": batches, "batched_calls": calls, "mean_batch": _div(calls, batches)}
+def batch_counts(exposition: str, model: str) -> dict[str, Any] | None:
+    """``model``'s backend Predicts sent by its batcher, the calls in them and their mean (None
+    when none was sent), in tfgate's /metrics text: from ``tfgate_batches_total`` and
+    ``tfgate_batched_calls_total``, or else from the ``tfgate_batch_size`` histogram (calls per
+    backend Predict, 1 for a call sent alone); None when it exports neither."""
+    for sends, calls, source in (
+        ("tfgate_batches_total", "tfgate_batched_calls_total", "tfgate_batches_total"),
+        ("tfgate_batch_size_count", "tfgate_batch_size_sum", "tfgate_batch_size"),
+    ):
+        sent = metric_total(exposition, sends, model=model)
+        carried = metric_total(exposition, calls, model=model)
+        if sent is not None and carried is not None:
+            return {
+                "batches": sent,
+                "batched_calls": carried,
+                "mean_batch": _div(carried, sent),
+                "source": source,
+            }
+    return None
 
 
 # The response cache (bench/cache.py): a hit against a miss (cache-control: no-cache), paired.

@@ -766,13 +766,14 @@ def batch_lines(batched: dict[str, Any]) -> str:
     ]
     for where, counts in batched.get("batches", {}).items():
         if counts is None:
-            lines.append(f"Batches, {where}: not available (no tfgate_batches_total exported)")
+            lines.append(f"Batches, {where}: not available (this tfgate exports no batch counts)")
         elif counts["mean_batch"] is None:
-            lines.append(f"Batches, {where}: none sent ({counts['batched_calls']:.0f} calls)")
+            lines.append(f"Batches, {where}: none sent")
         else:
             lines.append(
-                f"Batches, {where}: {counts['batches']:.0f} batches of "
-                f"{counts['batched_calls']:.0f} calls, mean {counts['mean_batch']:.1f} per batch"
+                f"Batches, {where}: {counts['batched_calls']:.0f} calls in {counts['batches']:.0f}"
+                f" backend Predicts, mean {counts['mean_batch']:.2f} calls each "
+                f"({counts['source']})"
             )
     if batched.get("note"):
         lines.append(f"Note: {batched['note']}")

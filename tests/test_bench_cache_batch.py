@@ -51,13 +51,30 @@ def test_batch_counts_give_the_mean_batch_or_not_available() -> None:
         'tfgate_batched_calls_total{model="half_plus_two"} 85.0\n'
     )
     counts = report.batch_counts(text, "half_plus_two")
-    assert counts == {"batches": 10.0, "batched_calls": 85.0, "mean_batch": 8.5}
-    assert report.batch_counts(EXPOSITION, "half_plus_two") == {
-        "batches": 0.0,
-        "batched_calls": 0.0,
-        "mean_batch": None,
-    }
+    assert counts == {
+        "batches": 10.0, "batched_calls": 85.0, "mean_batch": 8.5,
+        "source": "tfgate_batches_total",
+    }  # fmt: skip
+    none_sent = report.batch_counts(EXPOSITION, "half_plus_two")
+    assert none_sent is not None and none_sent["batches"] == 0.0
+    assert none_sent["mean_batch"] is None
     assert report.batch_counts("# TYPE tfgate_calls counter\n", "half_plus_two") is None
+
+
+def test_batch_counts_read_the_batch_size_histogram() -> None:
+    text = (
+        "# TYPE tfgate_batch_size histogram\n"
+        'tfgate_batch_size_bucket{le="1.0",model="half_plus_two"} 4.0\n'
+        'tfgate_batch_size_bucket{le="+Inf",model="half_plus_two"} 20.0\n'
+        'tfgate_batch_size_count{model="half_plus_two"} 20.0\n'
+        'tfgate_batch_size_sum{model="half_plus_two"} 130.0\n'
+        'tfgate_batch_size_count{model="iris"} 3.0\n'
+        'tfgate_batch_size_sum{model="iris"} 3.0\n'
+    )
+    counts = report.batch_counts(text, "half_plus_two")
+    assert counts is not None
+    assert (counts["batches"], counts["batched_calls"], counts["mean_batch"]) == (20, 130, 6.5)
+    assert counts["source"] == "tfgate_batch_size"
 
 
 def _row(path: str, conc: int, round_: int, *figures: float) -> dict[str, Any]:
