@@ -22,12 +22,15 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Final
 
 from tfgate import batch
 from tfgate.calls import Call
+from tfgate.config import ConfigError, model_tables, number_of
 from tfgate.errors import DeadlineExceeded, ResourceExhausted, own_copy
+from tfgate.metrics import NO_METRICS, Metrics
 from tfgate.tfs.tensorflow_serving.apis import model_pb2, predict_pb2
 
 logger = logging.getLogger(__name__)
@@ -35,12 +38,15 @@ logger = logging.getLogger(__name__)
 Send = Callable[[bytes, Call], Awaitable[predict_pb2.PredictResponse]]
 
 
+SETTINGS: Final = ("allowed_batch_sizes", "max_batch_size", "max_delay", "max_enqueued")
+
+
 @dataclass(frozen=True)
 class BatchingConfig:
     """``[models.NAME.batching]``: at most ``max_batch_size`` rows per batch, gathered for at
-    most ``max_delay`` seconds; ``allowed_batch_sizes`` (ascending, the last one
-    ``max_batch_size``) pads a batch up to the next; at most ``max_enqueued`` calls wait in
-    open batches (more are refused RESOURCE_EXHAUSTED)."""
+    most ``max_delay`` seconds (milliseconds in the file); ``allowed_batch_sizes`` (ascending,
+    the last one ``max_batch_size``) pads a batch up to the next; at most ``max_enqueued``
+    calls wait in open batches (more are refused RESOURCE_EXHAUSTED)."""
 
     max_batch_size: int = 32
     max_delay: float = 0.002
@@ -48,22 +54,51 @@ class BatchingConfig:
     max_enqueued: int = 1024
 
     def __post_init__(self) -> None:
-        where = "[models.NAME.batching]"
         if self.max_batch_size < 1:
-            raise ValueError(f"{where} max_batch_size: must be at least 1")
-        if not 0.0 < self.max_delay <= 1.0:
-            raise ValueError(f"{where} max_delay: must be over 0 and at most 1000 ms")
+            raise ConfigError("max_batch_size: must be at least 1")
+        if not 0.0 < self.max_delay <= 1.0:  # NaN too
+            raise ConfigError("max_delay: must be over 0 and at most 1000 ms")
         if self.max_enqueued < 1:
-            raise ValueError(f"{where} max_enqueued: must be at least 1")
+            raise ConfigError("max_enqueued: must be at least 1")
         sizes = self.allowed_batch_sizes
         if sizes:
             if any(b <= a for a, b in itertools.pairwise(sizes)) or sizes[0] < 1:
-                raise ValueError(f"{where} allowed_batch_sizes: must be positive and ascending")
+                raise ConfigError("allowed_batch_sizes: must be positive and ascending")
             if sizes[-1] != self.max_batch_size:
-                raise ValueError(
-                    f"{where} allowed_batch_sizes: the last ({sizes[-1]}) must equal "
+                raise ConfigError(
+                    f"allowed_batch_sizes: the last ({sizes[-1]}) must equal "
                     f"max_batch_size ({self.max_batch_size})"
                 )
+
+
+def configs(path: str | None, data: Mapping[str, Any]) -> dict[str, BatchingConfig]:
+    """The ``[models.NAME.batching]`` tables of the config file at ``path``, as parsed into
+    ``data`` (tfgate.config.read_file); every setting has a default, so an empty table turns
+    batching on. ConfigError names the file, the table and the setting."""
+    found: dict[str, BatchingConfig] = {}
+    for model, (table, where) in model_tables(path, data, "batching", SETTINGS).items():
+        try:
+            found[model] = _config(table)
+        except ConfigError as exc:
+            raise ConfigError(f"{where} {exc}") from None
+    return found
+
+
+def _config(table: Mapping[str, object]) -> BatchingConfig:
+    given: dict[str, Any] = {}
+    for name in ("max_batch_size", "max_enqueued"):
+        if name in table:
+            given[name] = number_of(table[name], name, whole=True)
+    if "max_delay" in table:
+        given["max_delay"] = number_of(table["max_delay"], "max_delay") / 1000
+    sizes = table.get("allowed_batch_sizes")
+    if sizes is not None:
+        if not isinstance(sizes, list):
+            raise ConfigError(f"allowed_batch_sizes: must be a list of batch sizes, got {sizes!r}")
+        given["allowed_batch_sizes"] = tuple(
+            int(number_of(size, "allowed_batch_sizes", whole=True)) for size in sizes
+        )
+    return BatchingConfig(**given)
 
 
 @dataclass(eq=False)
@@ -94,13 +129,16 @@ class Batcher:
         config: BatchingConfig,
         send: Send,
         max_elements: int,
+        *,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.model = model
         self.config = config
         self._send = send
         self._max_elements = max_elements
         self._clock = clock
+        self._metrics = metrics
         self._open: dict[tuple[int, str, batch.Key], _Batch] = {}
         self.enqueued = 0  # calls in open batches, not yet sent
         self.unbatchable: str | None = None  # the output that showed the model reduces rows
@@ -168,6 +206,9 @@ class Batcher:
 
     async def _run(self, opened: _Batch) -> None:
         members = list(opened.members)
+        for waiting in members:
+            waiting.call.batch = len(members)
+        self._metrics.batch_sent(self.model, len(members))
         try:
             if len(members) == 1 and not self.config.allowed_batch_sizes:
                 only = members[0]
@@ -203,6 +244,7 @@ class Batcher:
             request_id=f"{first.request_id}+{len(members) - 1}",
             credentials=first.credentials,
             client=first.client,
+            trace=first.trace,  # the batch's attempts are traced in its first member's trace
         )
         try:
             answer = await self._send(data, call)
@@ -217,6 +259,7 @@ class Batcher:
         except batch.Unsplittable as exc:
             if self.unbatchable is None:
                 self.unbatchable = exc.output
+                self._metrics.unbatchable(self.model)
                 logger.warning(
                     "model '%s' is not batchable: %s; its calls are sent one by one from now on",
                     self.model,
@@ -257,3 +300,13 @@ class Batcher:
             waiting.answer.cancel()
         if all(w.answer.done() for w in opened.members) and not opened.task.done():
             opened.task.cancel()
+
+
+def batchers(
+    configured: Mapping[str, BatchingConfig], send: Send, max_elements: int, metrics: Metrics
+) -> dict[str, Batcher]:
+    """A Batcher for each model with a ``[models.NAME.batching]`` table."""
+    return {
+        model: Batcher(model, config, send, max_elements, metrics=metrics)
+        for model, config in configured.items()
+    }
