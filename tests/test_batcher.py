@@ -134,6 +134,19 @@ async def test_a_call_that_does_not_fit_sends_the_open_batch_and_opens_the_next(
 
 
 @pytest.mark.asyncio
+async def test_a_batch_never_joins_more_bytes_than_a_message_may_hold() -> None:
+    backend = Backend()
+    one = data([[1.0]])
+    config = BatchingConfig(max_delay=0.02, max_batch_size=8)
+    gather = Batcher("m", config, backend.send, 10_000, max_bytes=2 * len(one) + 1)
+    answers = await asyncio.gather(
+        *(gather.predict(data([[float(i)]]), call(), 1, "") for i in range(5))
+    )
+    assert backend.rows() == [2, 2, 1]
+    assert [values(a) for a in answers] == [[[float(i + 1)]] for i in range(5)]
+
+
+@pytest.mark.asyncio
 async def test_more_rows_than_a_batch_holds_go_alone_at_once() -> None:
     backend = Backend()
     gather = batcher(backend, max_delay=1.0, max_batch_size=2)

@@ -164,7 +164,11 @@ class Gateway:
             metrics=self.metrics,
             caches=cache.caches(caches or {}, self.metrics),
             batchers=batcher.batchers(
-                batching or {}, self.upstream.predict, config.max_tensor_elements, self.metrics
+                batching or {},
+                self.upstream.predict,
+                config.max_tensor_elements,
+                config.max_message_bytes,
+                self.metrics,
             ),
         )
         # Each health_models entry: whether some version of it is AVAILABLE.

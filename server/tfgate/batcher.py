@@ -4,7 +4,8 @@
 One Batcher per model with a ``[models.NAME.batching]`` section. A call joins the open batch
 of its kind (same version, signature, output filter, input dtypes and trailing dimensions);
 the batch is sent when ``max_delay`` has passed since it opened, when it holds
-``max_batch_size`` rows, or at once when a member's deadline would end inside the window. A
+``max_batch_size`` rows (or a call's rows or bytes would take it past that or past tfgate's
+``max_message_bytes``), or at once when a member's deadline would end inside the window. A
 batch of one is sent as the call itself, unchanged. The batch is one backend call: one slot of
 the concurrency cap, one retry budget entry; a retry retries the whole batch.
 
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 Send = Callable[[bytes, Call], Awaitable[predict_pb2.PredictResponse]]
 
 
+# The most bytes of requests a batch joins, unless told: tfgate's default max_message_bytes.
+MAX_BYTES: Final = 64 * 1024 * 1024
 SETTINGS: Final = ("allowed_batch_sizes", "max_batch_size", "max_delay", "max_enqueued")
 
 
@@ -115,6 +118,7 @@ class _Batch:
     spec: model_pb2.ModelSpec
     members: list[_Waiting] = field(default_factory=list)
     rows: int = 0
+    size: int = 0  # the members' serialized requests, in bytes
     timer: asyncio.TimerHandle | None = None
     task: asyncio.Task[None] | None = None
 
@@ -132,13 +136,17 @@ class Batcher:
         *,
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics = NO_METRICS,
+        max_bytes: int = MAX_BYTES,
     ) -> None:
+        """``max_bytes``: the most bytes of requests one batch joins (tfgate's
+        max_message_bytes, which the backend channel will send)."""
         self.model = model
         self.config = config
         self._send = send
         self._max_elements = max_elements
         self._clock = clock
         self._metrics = metrics
+        self._max_bytes = max_bytes
         self._open: dict[tuple[int, str, batch.Key], _Batch] = {}
         self.enqueued = 0  # calls in open batches, not yet sent
         self.unbatchable: str | None = None  # the output that showed the model reduces rows
@@ -177,7 +185,10 @@ class Batcher:
     ) -> _Batch:
         where = (version, signature, batch.key_of(waiting.member.request))
         opened = self._open.get(where)
-        if opened is not None and opened.rows + waiting.member.rows > self.config.max_batch_size:
+        if opened is not None and (
+            opened.rows + waiting.member.rows > self.config.max_batch_size
+            or opened.size + len(waiting.data) > self._max_bytes
+        ):
             self._flush(opened)
             opened = None
         if opened is None:
@@ -188,6 +199,7 @@ class Batcher:
             opened.timer = loop.call_later(self.config.max_delay, self._flush, opened)
         opened.members.append(waiting)
         opened.rows += waiting.member.rows
+        opened.size += len(waiting.data)
         self.enqueued += 1
         return opened
 
@@ -288,6 +300,7 @@ class Batcher:
             with contextlib.suppress(ValueError):
                 opened.members.remove(waiting)
                 opened.rows -= waiting.member.rows
+                opened.size -= len(waiting.data)
                 self.enqueued -= 1
             if not opened.members:
                 if opened.timer is not None:
@@ -303,10 +316,14 @@ class Batcher:
 
 
 def batchers(
-    configured: Mapping[str, BatchingConfig], send: Send, max_elements: int, metrics: Metrics
+    configured: Mapping[str, BatchingConfig],
+    send: Send,
+    max_elements: int,
+    max_bytes: int,
+    metrics: Metrics,
 ) -> dict[str, Batcher]:
     """A Batcher for each model with a ``[models.NAME.batching]`` table."""
     return {
-        model: Batcher(model, config, send, max_elements, metrics=metrics)
+        model: Batcher(model, config, send, max_elements, metrics=metrics, max_bytes=max_bytes)
         for model, config in configured.items()
     }
