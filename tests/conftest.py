@@ -12,6 +12,7 @@ import pytest_asyncio
 from tests.fake_tfserving import FakeTFServing
 from tests.model_server_fixtures import model_server  # noqa: F401  (session fixture)
 from tfgate.app import Gateway
+from tfgate.batcher import BatchingConfig
 from tfgate.cache import CacheConfig
 from tfgate.config import Config, RetryPolicy
 from tfgate.plans.plan import Plans
@@ -54,6 +55,7 @@ async def start_gateway() -> AsyncIterator[StartGateway]:
         retry: dict[str, Any] | None = None,
         pipelines: Plans | None = None,
         caches: dict[str, CacheConfig] | None = None,
+        batching: dict[str, BatchingConfig] | None = None,
         **overrides: Any,
     ) -> Running:
         settings: dict[str, Any] = {
@@ -66,7 +68,7 @@ async def start_gateway() -> AsyncIterator[StartGateway]:
             **settings,
             retry=RetryPolicy(**{"initial_backoff": 0.01, "max_backoff": 0.05, **(retry or {})}),
         )
-        gateway = Gateway(config, pipelines, caches=caches)
+        gateway = Gateway(config, pipelines, caches=caches, batching=batching)
         port = await gateway.start()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         running = Running(gateway, channel, inference_pb2_grpc.InferenceServiceStub(channel))

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from tfgate import dtypes, tensors
-from tfgate.batcher import Batcher, BatchingConfig
+from tfgate.batcher import Batcher, BatchingConfig, configs
 from tfgate.calls import Call
+from tfgate.config import ConfigError, read_file
 from tfgate.errors import (
     BackendError,
     Code,
@@ -20,6 +22,7 @@ from tfgate.errors import (
     FailedPrecondition,
     ResourceExhausted,
 )
+from tfgate.plans import config as pipeline_config
 from tfgate.tfs.tensorflow_serving.apis import model_pb2, predict_pb2
 
 F32 = dtypes.BY_NAME["float32"]
@@ -128,6 +131,19 @@ async def test_a_call_that_does_not_fit_sends_the_open_batch_and_opens_the_next(
     )
     assert backend.rows() == [2, 2]
     assert [values(a) for a in answers] == [[[2.0], [3.0]], [[4.0], [5.0]]]
+
+
+@pytest.mark.asyncio
+async def test_a_batch_never_joins_more_bytes_than_a_message_may_hold() -> None:
+    backend = Backend()
+    one = data([[1.0]])
+    config = BatchingConfig(max_delay=0.02, max_batch_size=8)
+    gather = Batcher("m", config, backend.send, 10_000, max_bytes=2 * len(one) + 1)
+    answers = await asyncio.gather(
+        *(gather.predict(data([[float(i)]]), call(), 1, "") for i in range(5))
+    )
+    assert backend.rows() == [2, 2, 1]
+    assert [values(a) for a in answers] == [[[float(i + 1)]] for i in range(5)]
 
 
 @pytest.mark.asyncio
@@ -304,3 +320,66 @@ async def test_padding_goes_to_tf_serving_and_not_to_the_callers() -> None:
 def test_settings_are_checked(settings: dict[str, Any], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         BatchingConfig(**settings)
+
+
+# -- [models.NAME.batching] in the config file ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "needle"),
+    [
+        ({"max_batch_size": 0}, "[models.m.batching] max_batch_size: must be at least 1"),
+        ({"max_batch_size": 4.5}, "[models.m.batching] max_batch_size: must be a whole"),
+        ({"max_batch_size": True}, "[models.m.batching] max_batch_size: must be a number"),
+        ({"max_delay": "2"}, "[models.m.batching] max_delay: must be a number"),
+        ({"max_delay": 0}, "[models.m.batching] max_delay: must be over 0 and at most 1000 ms"),
+        ({"max_delay": 1001}, "[models.m.batching] max_delay: must be over 0"),
+        ({"max_delay": float("nan")}, "[models.m.batching] max_delay: must be over 0"),
+        ({"max_enqueued": -3}, "[models.m.batching] max_enqueued: must be at least 1"),
+        ({"allowed_batch_sizes": 8}, "[models.m.batching] allowed_batch_sizes: must be a list"),
+        ({"allowed_batch_sizes": [2, "4"]}, "allowed_batch_sizes: must be a number"),
+        ({"allowed_batch_sizes": [4, 2, 32]}, "allowed_batch_sizes: must be positive and"),
+        ({"allowed_batch_sizes": [4, 16]}, "the last (16) must equal max_batch_size (32)"),
+        ({"max_wait": 2}, "[models.m.batching]: unknown setting 'max_wait'"),
+        ([1], "[models.m.batching]: must be a table"),
+    ],
+)
+def test_bad_batching_tables_are_refused_by_name(table: object, needle: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        configs("t.toml", {"models": {"m": {"batching": table}}})
+    assert needle in str(caught.value)
+    assert str(caught.value).startswith("config file t.toml: ")
+
+
+def test_batching_tables_are_read_with_max_delay_in_milliseconds() -> None:
+    data = {
+        "models": {
+            "m": {"batching": {}},
+            "n": {"batching": {"max_delay": 5, "max_batch_size": 8, "max_enqueued": 64}},
+            "o": {"batching": {"max_batch_size": 16, "allowed_batch_sizes": [4, 8, 16]}},
+            "p": {"cache": {"ttl": 1, "max_bytes": 100}},
+        }
+    }
+    assert configs("t.toml", data) == {
+        "m": BatchingConfig(),  # an empty table turns batching on with the defaults
+        "n": BatchingConfig(max_batch_size=8, max_delay=0.005, max_enqueued=64),
+        "o": BatchingConfig(max_batch_size=16, allowed_batch_sizes=(4, 8, 16)),
+    }
+    assert BatchingConfig() == BatchingConfig(32, 0.002, (), 1024)
+
+
+def test_a_batching_only_section_keeps_the_identity_plan(tmp_path: Path) -> None:
+    path = tmp_path / "tfgate.toml"
+    path.write_text(
+        "[models.half_plus_two.batching]\nmax_delay = 1\n"
+        "[models.iris.batching]\n[models.iris.cache]\nttl = 5\nmax_bytes = 1000\n"
+        '[models.sentiment]\nsignature = "serving_default"\n'
+        "[models.sentiment.batching]\nmax_batch_size = 4\n"
+    )
+    data = read_file(str(path))
+    assert list(pipeline_config.load(str(path), data)) == ["sentiment"]
+    assert configs(str(path), data) == {
+        "half_plus_two": BatchingConfig(max_delay=0.001),
+        "iris": BatchingConfig(),
+        "sentiment": BatchingConfig(max_batch_size=4),
+    }

@@ -31,7 +31,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from tfgate import cache
+from tfgate import batcher, cache
 from tfgate.backends.upstream import Upstream
 from tfgate.calls import Call
 from tfgate.catalog import Catalog
@@ -137,9 +137,11 @@ class Gateway:
         *,
         tracing: Tracing | None = None,
         caches: Mapping[str, cache.CacheConfig] | None = None,
+        batching: Mapping[str, batcher.BatchingConfig] | None = None,
     ) -> None:
         """``tracing``: the gateway's tracer instead of the one ``config`` asks for (tests give
-        one with an exporter of their own)."""
+        one with an exporter of their own). ``caches``, ``batching``: the config file's
+        [models.NAME.cache] and [models.NAME.batching] tables."""
         self.config = config
         # How a SIGHUP gets the settings again (the config file read anew), if it can.
         self._reread = reread
@@ -161,6 +163,13 @@ class Gateway:
             gate,
             metrics=self.metrics,
             caches=cache.caches(caches or {}, self.metrics),
+            batchers=batcher.batchers(
+                batching or {},
+                self.upstream.predict,
+                config.max_tensor_elements,
+                config.max_message_bytes,
+                self.metrics,
+            ),
         )
         # Each health_models entry: whether some version of it is AVAILABLE.
         self.models_available: dict[str, bool] = {}
@@ -443,6 +452,7 @@ async def serve(
     plans: Plans | None = None,
     reread: Callable[[], Config] | None = None,
     caches: Mapping[str, cache.CacheConfig] | None = None,
+    batching: Mapping[str, batcher.BatchingConfig] | None = None,
 ) -> int:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully; returns the exit status.
     SIGHUP re-reads the certificates and, with ``reread``, the keys, clients and limits."""
@@ -450,7 +460,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    gateway = Gateway(config, plans, reread, caches=caches)
+    gateway = Gateway(config, plans, reread, caches=caches, batching=batching)
     port = await gateway.start()
     loop.add_signal_handler(signal.SIGHUP, gateway.reload)
     host = config.listen.rsplit(":", 1)[0]

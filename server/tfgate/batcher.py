@@ -4,7 +4,8 @@
 One Batcher per model with a ``[models.NAME.batching]`` section. A call joins the open batch
 of its kind (same version, signature, output filter, input dtypes and trailing dimensions);
 the batch is sent when ``max_delay`` has passed since it opened, when it holds
-``max_batch_size`` rows, or at once when a member's deadline would end inside the window. A
+``max_batch_size`` rows (or a call's rows or bytes would take it past that or past tfgate's
+``max_message_bytes``), or at once when a member's deadline would end inside the window. A
 batch of one is sent as the call itself, unchanged. The batch is one backend call: one slot of
 the concurrency cap, one retry budget entry; a retry retries the whole batch.
 
@@ -22,12 +23,15 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Final
 
 from tfgate import batch
 from tfgate.calls import Call
+from tfgate.config import ConfigError, model_tables, number_of
 from tfgate.errors import DeadlineExceeded, ResourceExhausted, own_copy
+from tfgate.metrics import NO_METRICS, Metrics
 from tfgate.tfs.tensorflow_serving.apis import model_pb2, predict_pb2
 
 logger = logging.getLogger(__name__)
@@ -35,12 +39,17 @@ logger = logging.getLogger(__name__)
 Send = Callable[[bytes, Call], Awaitable[predict_pb2.PredictResponse]]
 
 
+# The most bytes of requests a batch joins, unless told: tfgate's default max_message_bytes.
+MAX_BYTES: Final = 64 * 1024 * 1024
+SETTINGS: Final = ("allowed_batch_sizes", "max_batch_size", "max_delay", "max_enqueued")
+
+
 @dataclass(frozen=True)
 class BatchingConfig:
     """``[models.NAME.batching]``: at most ``max_batch_size`` rows per batch, gathered for at
-    most ``max_delay`` seconds; ``allowed_batch_sizes`` (ascending, the last one
-    ``max_batch_size``) pads a batch up to the next; at most ``max_enqueued`` calls wait in
-    open batches (more are refused RESOURCE_EXHAUSTED)."""
+    most ``max_delay`` seconds (milliseconds in the file); ``allowed_batch_sizes`` (ascending,
+    the last one ``max_batch_size``) pads a batch up to the next; at most ``max_enqueued``
+    calls wait in open batches (more are refused RESOURCE_EXHAUSTED)."""
 
     max_batch_size: int = 32
     max_delay: float = 0.002
@@ -48,22 +57,51 @@ class BatchingConfig:
     max_enqueued: int = 1024
 
     def __post_init__(self) -> None:
-        where = "[models.NAME.batching]"
         if self.max_batch_size < 1:
-            raise ValueError(f"{where} max_batch_size: must be at least 1")
-        if not 0.0 < self.max_delay <= 1.0:
-            raise ValueError(f"{where} max_delay: must be over 0 and at most 1000 ms")
+            raise ConfigError("max_batch_size: must be at least 1")
+        if not 0.0 < self.max_delay <= 1.0:  # NaN too
+            raise ConfigError("max_delay: must be over 0 and at most 1000 ms")
         if self.max_enqueued < 1:
-            raise ValueError(f"{where} max_enqueued: must be at least 1")
+            raise ConfigError("max_enqueued: must be at least 1")
         sizes = self.allowed_batch_sizes
         if sizes:
             if any(b <= a for a, b in itertools.pairwise(sizes)) or sizes[0] < 1:
-                raise ValueError(f"{where} allowed_batch_sizes: must be positive and ascending")
+                raise ConfigError("allowed_batch_sizes: must be positive and ascending")
             if sizes[-1] != self.max_batch_size:
-                raise ValueError(
-                    f"{where} allowed_batch_sizes: the last ({sizes[-1]}) must equal "
+                raise ConfigError(
+                    f"allowed_batch_sizes: the last ({sizes[-1]}) must equal "
                     f"max_batch_size ({self.max_batch_size})"
                 )
+
+
+def configs(path: str | None, data: Mapping[str, Any]) -> dict[str, BatchingConfig]:
+    """The ``[models.NAME.batching]`` tables of the config file at ``path``, as parsed into
+    ``data`` (tfgate.config.read_file); every setting has a default, so an empty table turns
+    batching on. ConfigError names the file, the table and the setting."""
+    found: dict[str, BatchingConfig] = {}
+    for model, (table, where) in model_tables(path, data, "batching", SETTINGS).items():
+        try:
+            found[model] = _config(table)
+        except ConfigError as exc:
+            raise ConfigError(f"{where} {exc}") from None
+    return found
+
+
+def _config(table: Mapping[str, object]) -> BatchingConfig:
+    given: dict[str, Any] = {}
+    for name in ("max_batch_size", "max_enqueued"):
+        if name in table:
+            given[name] = number_of(table[name], name, whole=True)
+    if "max_delay" in table:
+        given["max_delay"] = number_of(table["max_delay"], "max_delay") / 1000
+    sizes = table.get("allowed_batch_sizes")
+    if sizes is not None:
+        if not isinstance(sizes, list):
+            raise ConfigError(f"allowed_batch_sizes: must be a list of batch sizes, got {sizes!r}")
+        given["allowed_batch_sizes"] = tuple(
+            int(number_of(size, "allowed_batch_sizes", whole=True)) for size in sizes
+        )
+    return BatchingConfig(**given)
 
 
 @dataclass(eq=False)
@@ -80,6 +118,7 @@ class _Batch:
     spec: model_pb2.ModelSpec
     members: list[_Waiting] = field(default_factory=list)
     rows: int = 0
+    size: int = 0  # the members' serialized requests, in bytes
     timer: asyncio.TimerHandle | None = None
     task: asyncio.Task[None] | None = None
 
@@ -94,13 +133,20 @@ class Batcher:
         config: BatchingConfig,
         send: Send,
         max_elements: int,
+        *,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics = NO_METRICS,
+        max_bytes: int = MAX_BYTES,
     ) -> None:
+        """``max_bytes``: the most bytes of requests one batch joins (tfgate's
+        max_message_bytes, which the backend channel will send)."""
         self.model = model
         self.config = config
         self._send = send
         self._max_elements = max_elements
         self._clock = clock
+        self._metrics = metrics
+        self._max_bytes = max_bytes
         self._open: dict[tuple[int, str, batch.Key], _Batch] = {}
         self.enqueued = 0  # calls in open batches, not yet sent
         self.unbatchable: str | None = None  # the output that showed the model reduces rows
@@ -139,7 +185,10 @@ class Batcher:
     ) -> _Batch:
         where = (version, signature, batch.key_of(waiting.member.request))
         opened = self._open.get(where)
-        if opened is not None and opened.rows + waiting.member.rows > self.config.max_batch_size:
+        if opened is not None and (
+            opened.rows + waiting.member.rows > self.config.max_batch_size
+            or opened.size + len(waiting.data) > self._max_bytes
+        ):
             self._flush(opened)
             opened = None
         if opened is None:
@@ -150,6 +199,7 @@ class Batcher:
             opened.timer = loop.call_later(self.config.max_delay, self._flush, opened)
         opened.members.append(waiting)
         opened.rows += waiting.member.rows
+        opened.size += len(waiting.data)
         self.enqueued += 1
         return opened
 
@@ -168,6 +218,9 @@ class Batcher:
 
     async def _run(self, opened: _Batch) -> None:
         members = list(opened.members)
+        for waiting in members:
+            waiting.call.batch = len(members)
+        self._metrics.batch_sent(self.model, len(members))
         try:
             if len(members) == 1 and not self.config.allowed_batch_sizes:
                 only = members[0]
@@ -203,6 +256,7 @@ class Batcher:
             request_id=f"{first.request_id}+{len(members) - 1}",
             credentials=first.credentials,
             client=first.client,
+            trace=first.trace,  # the batch's attempts are traced in its first member's trace
         )
         try:
             answer = await self._send(data, call)
@@ -217,6 +271,7 @@ class Batcher:
         except batch.Unsplittable as exc:
             if self.unbatchable is None:
                 self.unbatchable = exc.output
+                self._metrics.unbatchable(self.model)
                 logger.warning(
                     "model '%s' is not batchable: %s; its calls are sent one by one from now on",
                     self.model,
@@ -245,6 +300,7 @@ class Batcher:
             with contextlib.suppress(ValueError):
                 opened.members.remove(waiting)
                 opened.rows -= waiting.member.rows
+                opened.size -= len(waiting.data)
                 self.enqueued -= 1
             if not opened.members:
                 if opened.timer is not None:
@@ -257,3 +313,17 @@ class Batcher:
             waiting.answer.cancel()
         if all(w.answer.done() for w in opened.members) and not opened.task.done():
             opened.task.cancel()
+
+
+def batchers(
+    configured: Mapping[str, BatchingConfig],
+    send: Send,
+    max_elements: int,
+    max_bytes: int,
+    metrics: Metrics,
+) -> dict[str, Batcher]:
+    """A Batcher for each model with a ``[models.NAME.batching]`` table."""
+    return {
+        model: Batcher(model, config, send, max_elements, metrics=metrics, max_bytes=max_bytes)
+        for model, config in configured.items()
+    }

@@ -38,7 +38,7 @@ from typing import Any, Final
 
 from tfgate import wire
 from tfgate.calls import Call
-from tfgate.config import ConfigError
+from tfgate.config import ConfigError, model_tables, number_of
 from tfgate.domain import Answer
 from tfgate.errors import DeadlineExceeded, own_copy
 from tfgate.metrics import NO_METRICS, Metrics
@@ -73,38 +73,16 @@ class CacheConfig:
             raise ConfigError(f"max_bytes: must be a positive number, got {self.max_bytes}")
 
 
-def _setting(table: Mapping[str, object], name: str, where: str) -> int | float:
-    if name not in table:
-        raise ConfigError(f"{where} {name}: required ({' and '.join(SETTINGS)} are)")
-    value = table[name]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where} {name}: must be a number, got {value!r}")
-    if name == "max_bytes" and not isinstance(value, int):
-        raise ConfigError(f"{where} max_bytes: must be a whole number of bytes, got {value!r}")
-    return value
-
-
 def configs(path: str | None, data: Mapping[str, Any]) -> dict[str, CacheConfig]:
     """The ``[models.NAME.cache]`` tables of the config file at ``path``, as parsed into ``data``
     (tfgate.config.read_file); ConfigError names the file, the table and the setting."""
-    models = data.get("models", {})
-    if not isinstance(models, dict):
-        return {}  # tfgate.plans.config refuses it, in its words
     found: dict[str, CacheConfig] = {}
-    for model, section in models.items():
-        if not isinstance(section, dict) or "cache" not in section:
-            continue
-        table = section["cache"]
-        where = f"config file {path}: [models.{model}.cache]"
-        if not isinstance(table, dict):
-            raise ConfigError(f"{where}: must be a table with {' and '.join(SETTINGS)}")
-        unknown = sorted(set(table) - set(SETTINGS))
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown setting '{unknown[0]}' (settings: {', '.join(SETTINGS)})"
-            )
-        ttl = _setting(table, "ttl", where)
-        max_bytes = _setting(table, "max_bytes", where)
+    for model, (table, where) in model_tables(path, data, "cache", SETTINGS).items():
+        for name in SETTINGS:
+            if name not in table:
+                raise ConfigError(f"{where} {name}: required ({' and '.join(SETTINGS)} are)")
+        ttl = number_of(table["ttl"], f"{where} ttl")
+        max_bytes = number_of(table["max_bytes"], f"{where} max_bytes", whole=True)
         try:
             found[model] = CacheConfig(float(ttl), int(max_bytes))
         except ConfigError as exc:

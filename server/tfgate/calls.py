@@ -78,9 +78,9 @@ NO_CREDENTIALS: Final = Credentials()
 @dataclass(slots=True)
 class Call:
     """One incoming call, as the core sees it. Its front fills it in (an HTTP route once it has
-    routed the call); the core then writes only what it learns: ``client``, ``attempts`` and
-    ``cache``. Not frozen, since a frozen dataclass costs a microsecond more to build, on every
-    call."""
+    routed the call); the core then writes only what it learns: ``client``, ``attempts``,
+    ``cache`` and ``batch``. Not frozen, since a frozen dataclass costs a microsecond more to
+    build, on every call."""
 
     front: str  # "grpc" (tfgate.v1), "tfs-grpc" (TF Serving's API), "http", "tfs-http"
     method: str  # "Predict", "GetModel", "/tensorflow.serving.PredictionService/Predict", ...
@@ -94,6 +94,7 @@ class Call:
     trace: Trace | None = None
     no_cache: bool = False  # the caller sent cache-control: no-cache (tfgate.cache)
     cache: str = ""  # what a response cache did: "hit", "miss", "bypass"; "": none applied
+    batch: int = 0  # the calls in the batch it was sent in (tfgate.batcher); 0: not batched
 
 
 # Characters a logged value may hold as it is; anything else is quoted and escaped.
@@ -210,6 +211,8 @@ class Record:
         )
         if self.call.cache:
             line = f"{line} cache={self.call.cache}"
+        if self.call.batch:
+            line = f"{line} batch={self.call.batch}"
         trace_id = self.trace_id
         return line if trace_id is None else f"{line} trace={trace_id}"
 
@@ -248,6 +251,8 @@ class Record:
         out["attempts"] = call.attempts
         if call.cache:
             out["cache"] = call.cache
+        if call.batch:
+            out["batch"] = call.batch
         if self.error is not None:
             out["error"] = _cut(self.error)
         trace_id = self.trace_id

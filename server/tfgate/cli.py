@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tfgate.batcher import BatchingConfig
     from tfgate.cache import CacheConfig
     from tfgate.config import Config
     from tfgate.healthcheck import ClientTls
@@ -89,6 +90,15 @@ def _caches(path: str | None, file_data: Mapping[str, Any]) -> dict[str, CacheCo
     from tfgate import cache
 
     return cache.configs(path, file_data)
+
+
+def _batching(path: str | None, file_data: Mapping[str, Any]) -> dict[str, BatchingConfig]:
+    """The config file's [models.NAME.batching] tables (tfgate.batcher)."""
+    if "models" not in file_data:
+        return {}
+    from tfgate import batcher
+
+    return batcher.configs(path, file_data)
 
 
 def _client_tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ClientTls | None:
@@ -215,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = config.load(flags, os.environ, path, file_data)
         plans = _plans(path, file_data)
         caches = _caches(path, file_data)
+        batching = _batching(path, file_data)
     except config.ConfigError as exc:
         print(f"tfgate: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -223,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def reread() -> Config:  # on SIGHUP: the file read anew, with the same flags and variables
         return config.load(flags, environ, path)
 
-    return _serve(settings, plans, reread, caches)
+    return _serve(settings, plans, reread, caches, batching)
 
 
 def _serve(
@@ -231,6 +242,7 @@ def _serve(
     plans: Plans,
     reread: Callable[[], Config],
     caches: Mapping[str, CacheConfig] | None = None,
+    batching: Mapping[str, BatchingConfig] | None = None,
 ) -> int:
     from tfgate import app, config, logs
 
@@ -240,7 +252,7 @@ def _serve(
     try:
         loop_factory = _loop_factory(settings.event_loop)
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(app.serve(settings, plans, reread, caches))
+            return runner.run(app.serve(settings, plans, reread, caches, batching))
     except config.ConfigError as exc:  # a [models.NAME] section that does not fit its model
         print(f"tfgate: configuration error: {exc}", file=sys.stderr)
         return 2

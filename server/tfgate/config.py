@@ -465,3 +465,38 @@ def load(
         raise
     except TypeError as exc:  # pragma: no cover - _settings rejects unknown keys first
         raise ConfigError(str(exc)) from None
+
+
+def model_tables(
+    path: str | None, data: Mapping[str, Any], name: str, settings: tuple[str, ...]
+) -> dict[str, tuple[Mapping[str, object], str]]:
+    """Each ``[models.MODEL.<name>]`` table of the config file at ``path`` (as read_file parsed
+    it into ``data``), by model, with the words that place it in a message. ConfigError when one
+    is not a table or holds a setting not in ``settings``."""
+    models = data.get("models", {})
+    if not isinstance(models, dict):
+        return {}  # tfgate.plans.config refuses it, in its words
+    found: dict[str, tuple[Mapping[str, object], str]] = {}
+    for model, section in models.items():
+        if not isinstance(section, dict) or name not in section:
+            continue
+        table = section[name]
+        where = f"config file {path}: [models.{model}.{name}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: must be a table (settings: {', '.join(settings)})")
+        unknown = sorted(set(table) - set(settings))
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown setting '{unknown[0]}' (settings: {', '.join(settings)})"
+            )
+        found[model] = (table, where)
+    return found
+
+
+def number_of(value: object, what: str, *, whole: bool = False) -> int | float:
+    """``value`` as a TOML number (a whole one, with ``whole``); ConfigError names ``what``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{what}: must be a number, got {value!r}")
+    if whole and not isinstance(value, int):
+        raise ConfigError(f"{what}: must be a whole number, got {value!r}")
+    return value

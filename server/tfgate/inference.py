@@ -17,6 +17,7 @@ from typing import Final
 
 from tfgate import translate, wire
 from tfgate.backends.base import Backend
+from tfgate.batcher import Batcher
 from tfgate.cache import ResponseCache, key_of
 from tfgate.calls import Call
 from tfgate.catalog import Catalog
@@ -83,9 +84,11 @@ class Inference:
         *,
         metrics: Metrics = NO_METRICS,
         caches: Mapping[str, ResponseCache] | None = None,
+        batchers: Mapping[str, Batcher] | None = None,
     ) -> None:
         self.backend = backend
         self.caches = caches or {}  # by model: those with a [models.NAME.cache] table
+        self.batchers = batchers or {}  # by model: those with a [models.NAME.batching] table
         self.metrics = metrics
         self.catalog = catalog
         self.plans = plans
@@ -127,9 +130,15 @@ class Inference:
     async def _ask(
         self, sel: translate.Selector, plan: Plan, prepared: Prepared, call: Call
     ) -> Answer:
-        """TF Serving's answer to ``prepared``, checked and made domain outputs."""
+        """TF Serving's answer to ``prepared``, checked and made domain outputs: sent alone, or
+        in a batch when the model batches and the signature is batched (tfgate.batcher)."""
+        batcher = self.batchers.get(sel.model)
         try:
-            answer = await self.backend.predict(prepared.request.data, call)
+            if batcher is not None and plan.batched and plan.version:
+                data = prepared.request.data
+                answer = await batcher.predict(data, call, plan.version, plan.signature)
+            else:
+                answer = await self.backend.predict(prepared.request.data, call)
         except BackendError as exc:
             if exc.backend_code in _STALE:
                 self.catalog.forget(sel.model)

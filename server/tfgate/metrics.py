@@ -55,6 +55,8 @@ CALL_BUCKETS: Final = (
 PREPROCESS_BUCKETS: Final = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 )  # fmt: skip
+# Calls per batch (tfgate.batcher): 1 to max_batch_size's usual range.
+BATCH_SIZES: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # The methods the fronts name (tfgate.fronts.*): tfgate.v1's, TF Serving's REST verbs, and the
 # paths of TF Serving's gRPC API forwarded.
 _TFS_GRPC: Final = {
@@ -110,6 +112,12 @@ class Metrics:
 
     def cache_bytes(self, model: str, size: int) -> None:
         """``model``'s response cache now holds ``size`` bytes."""
+
+    def batch_sent(self, model: str, calls: int) -> None:
+        """``model``'s batcher (tfgate.batcher) sent a batch of ``calls`` calls (1: alone)."""
+
+    def unbatchable(self, model: str) -> None:
+        """``model``'s answers proved it cannot be batched: its calls now go one by one."""
 
     def watch(
         self,
@@ -205,12 +213,29 @@ class Exported(Metrics):
             ("model",),
             registry=self.registry,
         )
+        # Only models with a [models.NAME.batching] table batch: the label set is the config's.
+        self._batch_size = Histogram(
+            "tfgate_batch_size",
+            "Calls per backend Predict sent by the model's batcher (1: a call the window "
+            "found alone), by model.",
+            ("model",),
+            buckets=BATCH_SIZES,
+            registry=self.registry,
+        )
+        self._unbatchable = Gauge(
+            "tfgate_batching_unbatchable",
+            "1 once the model's answers proved it cannot be batched (an output's first "
+            "dimension is not the batch's): its calls go one by one.",
+            ("model",),
+            registry=self.registry,
+        )
         for reason in Unauthenticated.REASONS:
             self._auth_failures.labels(reason)  # each reason is exported from the start, at 0
         self._bound: dict[tuple[str, str, str, object, Code], _CallChildren] = {}
         self._by_attempt: dict[tuple[str, Code], Any] = {}
         self._by_model: dict[str, Any] = {}
         self._by_cache: dict[str, tuple[Any, Any, Any, Any]] = {}
+        self._by_batcher: dict[str, Any] = {}
         self._state: _State | None = None
 
     def called(self, record: Record) -> None:
@@ -292,6 +317,15 @@ class Exported(Metrics):
 
     def cache_bytes(self, model: str, size: int) -> None:
         self._cache(model)[3].set(size)
+
+    def batch_sent(self, model: str, calls: int) -> None:
+        child = self._by_batcher.get(model)
+        if child is None:
+            child = self._by_batcher[model] = self._batch_size.labels(model)
+        child.observe(calls)
+
+    def unbatchable(self, model: str) -> None:
+        self._unbatchable.labels(model).set(1)
 
     def watch(
         self,

@@ -42,6 +42,16 @@ class Signature:
     inputs: Mapping[str, TensorSpec]
     outputs: Mapping[str, TensorSpec]
 
+    @property
+    def batched(self) -> bool:
+        """Whether every input and output is batched: its first dimension -1 (any size), so
+        that calls can be joined along it and the answer cut back into their rows."""
+        tensors = (*self.inputs.values(), *self.outputs.values())
+        return bool(self.inputs) and all(
+            spec.shape is not None and len(spec.shape) > 0 and spec.shape[0] == -1
+            for spec in tensors
+        )
+
 
 @dataclass(frozen=True)
 class ModelMetadata:

@@ -233,4 +233,5 @@ def bind(section: ModelSection, meta: ModelMetadata) -> Plan:
         sources,
         view,
         makes_values=any(f.source is not None or f.default is not None for f in feeds.values()),
+        batched=signature.batched,
     )

@@ -86,6 +86,9 @@ class ModelSection:
     origin: str  # "config file PATH", for messages
 
 
+# The tables of a [models.NAME] section that other modules read: the response cache's
+# (tfgate.cache) and micro-batching's (tfgate.batcher).
+OWN_TABLES: Final = frozenset({"cache", "batching"})
 INPUT_STEPS: Final = ops("input")
 OUTPUT_STEPS: Final = ops("output")
 
@@ -217,7 +220,8 @@ def _model(model: str, table: object, origin: str, base: Path) -> ModelSection:
     if not isinstance(table, dict):
         raise PipelineConfigError(f"{where}: [models.{model}] must be a table")
     p = Table(table, where, base)
-    p.raw("cache", None)  # the response cache's table: tfgate.cache reads it
+    for name in sorted(OWN_TABLES):
+        p.raw(name, None)
     signature = p.string("signature", DEFAULT_SIGNATURE)
     inputs = {
         name: _input(name, t, f"{where} input '{name}'", base)
@@ -261,10 +265,10 @@ def load(path: str | None, data: Mapping[str, Any] | None = None) -> dict[str, M
     if not isinstance(models, dict):
         raise PipelineConfigError(f"{origin}: 'models' must be a table of [models.NAME] sections")
     base = Path(path).resolve().parent
-    # A section holding only a [models.NAME.cache] table has no preprocessing: its model keeps
-    # the identity plan.
+    # A section holding only [models.NAME.cache] or [models.NAME.batching] tables has no
+    # preprocessing: its model keeps the identity plan.
     return {
         name: _model(name, table, origin, base)
         for name, table in models.items()
-        if not (isinstance(table, dict) and table.keys() == {"cache"})
+        if not (isinstance(table, dict) and table and table.keys() <= OWN_TABLES)
     }

@@ -190,6 +190,9 @@ class Plan:
     view: inference_pb2.Signature | None = None  # the domain view for GetModel; None: identity
     # Whether any feed makes values of its own (steps, defaults): their count is checked again.
     makes_values: bool = False
+    # Whether the signature is batched (tfgate.signatures.Signature.batched): calls to it may
+    # be joined into one (tfgate.batcher).
+    batched: bool = False
 
     @property
     def where(self) -> str:
@@ -315,7 +318,8 @@ def identity(meta: ModelMetadata, name: str, signature: Signature) -> Plan:
     feeds = {
         key: Feed(key, key, spec, shown=spec.describe()) for key, spec in signature.inputs.items()
     }
-    return Plan(meta.model, meta.version, name, feeds, {}, {k: k for k in signature.outputs})
+    outputs = {k: k for k in signature.outputs}
+    return Plan(meta.model, meta.version, name, feeds, {}, outputs, batched=signature.batched)
 
 
 class Plans:
