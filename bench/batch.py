@@ -7,10 +7,9 @@ Paths (bench/run.py ``measure_batch``), each ``tfgate serve``:
   alternating rounds, small requests (4 rows each: a batch holds up to 8 calls). The bench
   backend answers a Predict of N rows with N rows, and its metadata gives x and y a first
   dimension of -1, which is what lets tfgate batch them (bench/messages.py, bench/backend.js).
-  Its /metrics after the rounds give the batches sent (``tfgate_batches_total``) and the calls
-  in them (``tfgate_batched_calls_total``), or the ``tfgate_batch_size`` histogram of calls
-  per backend Predict, hence the mean batch size (bench/report.py ``batch_counts``); a tfgate
-  without those metrics reads "not available".
+  Its /metrics after the rounds give the ``tfgate_batch_size`` histogram (calls per backend
+  Predict, 1 for a call sent alone), hence the mean batch size (bench/report.py
+  ``batch_counts``); a tfgate without it reads "not available".
 - ``tfgate-iris`` and ``tfgate-iris-batched``: the same without and with a batching table for
   ``iris``, in front of the local model server (``tfgate model-server`` on models/, a real
   SavedModel run by TensorFlow) instead of the bench backend; one flower per call. The model

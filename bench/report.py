@@ -447,24 +447,14 @@ def cache_counts(exposition: str, model: str) -> dict[str, float]:
 
 
 def batch_counts(exposition: str, model: str) -> dict[str, Any] | None:
-    """``model``'s backend Predicts sent by its batcher, the calls in them and their mean (None
-    when none was sent), in tfgate's /metrics text: from ``tfgate_batches_total`` and
-    ``tfgate_batched_calls_total``, or else from the ``tfgate_batch_size`` histogram (calls per
-    backend Predict, 1 for a call sent alone); None when it exports neither."""
-    for sends, calls, source in (
-        ("tfgate_batches_total", "tfgate_batched_calls_total", "tfgate_batches_total"),
-        ("tfgate_batch_size_count", "tfgate_batch_size_sum", "tfgate_batch_size"),
-    ):
-        sent = metric_total(exposition, sends, model=model)
-        carried = metric_total(exposition, calls, model=model)
-        if sent is not None and carried is not None:
-            return {
-                "batches": sent,
-                "batched_calls": carried,
-                "mean_batch": _div(carried, sent),
-                "source": source,
-            }
-    return None
+    """From the ``tfgate_batch_size`` histogram (calls per backend Predict ``model``'s batcher
+    sent, 1 for a call the window found alone) in tfgate's /metrics text: the Predicts sent,
+    the calls in them and their mean (None when none was sent); None when it is not exported."""
+    sent = metric_total(exposition, "tfgate_batch_size_count", model=model)
+    carried = metric_total(exposition, "tfgate_batch_size_sum", model=model)
+    if sent is None or carried is None:
+        return None
+    return {"batches": sent, "batched_calls": carried, "mean_batch": _div(carried, sent)}
 
 
 # The response cache (bench/cache.py): a hit against a miss (cache-control: no-cache), paired.

@@ -772,8 +772,7 @@ def batch_lines(batched: dict[str, Any]) -> str:
         else:
             lines.append(
                 f"Batches, {where}: {counts['batched_calls']:.0f} calls in {counts['batches']:.0f}"
-                f" backend Predicts, mean {counts['mean_batch']:.2f} calls each "
-                f"({counts['source']})"
+                f" backend Predicts, mean {counts['mean_batch']:.2f} calls each"
             )
     if batched.get("note"):
         lines.append(f"Note: {batched['note']}")

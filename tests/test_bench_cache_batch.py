@@ -23,8 +23,7 @@ tfgate_cache_misses_total{model="half_plus_two"} 30.0
 # TYPE tfgate_backend_attempts counter
 tfgate_backend_attempts_total{code="OK",replica="127.0.0.1:1"} 31.0
 tfgate_backend_attempts_total{code="UNAVAILABLE",replica="127.0.0.1:2"} 2.0
-# TYPE tfgate_batches counter
-# TYPE tfgate_batched_calls counter
+# TYPE tfgate_retries counter
 """
 
 
@@ -34,7 +33,7 @@ def test_metric_total_sums_the_matching_samples_only() -> None:
     assert report.metric_total(EXPOSITION, "tfgate_backend_attempts_total") == 33.0
     assert report.metric_total(EXPOSITION, "tfgate_backend_attempts_total", code="OK") == 31.0
     # Declared without a sample: zero; not declared at all: None (a tfgate without it).
-    assert report.metric_total(EXPOSITION, "tfgate_batches_total", model="iris") == 0.0
+    assert report.metric_total(EXPOSITION, "tfgate_retries_total") == 0.0
     assert report.metric_total(EXPOSITION, "tfgate_cache_evictions_total") is None
 
 
@@ -43,22 +42,6 @@ def test_cache_counts_read_hits_misses_and_backend_calls() -> None:
     assert counts == {"hits": 120.0, "misses": 30.0, "backend_calls": 33.0}
     with pytest.raises(ValueError, match="tfgate_cache_hits_total"):
         report.cache_counts("# TYPE tfgate_calls counter\n", "half_plus_two")
-
-
-def test_batch_counts_give_the_mean_batch_or_not_available() -> None:
-    text = EXPOSITION + (
-        'tfgate_batches_total{model="half_plus_two"} 10.0\n'
-        'tfgate_batched_calls_total{model="half_plus_two"} 85.0\n'
-    )
-    counts = report.batch_counts(text, "half_plus_two")
-    assert counts == {
-        "batches": 10.0, "batched_calls": 85.0, "mean_batch": 8.5,
-        "source": "tfgate_batches_total",
-    }  # fmt: skip
-    none_sent = report.batch_counts(EXPOSITION, "half_plus_two")
-    assert none_sent is not None and none_sent["batches"] == 0.0
-    assert none_sent["mean_batch"] is None
-    assert report.batch_counts("# TYPE tfgate_calls counter\n", "half_plus_two") is None
 
 
 def test_batch_counts_read_the_batch_size_histogram() -> None:
@@ -72,9 +55,10 @@ def test_batch_counts_read_the_batch_size_histogram() -> None:
         'tfgate_batch_size_sum{model="iris"} 3.0\n'
     )
     counts = report.batch_counts(text, "half_plus_two")
-    assert counts is not None
-    assert (counts["batches"], counts["batched_calls"], counts["mean_batch"]) == (20, 130, 6.5)
-    assert counts["source"] == "tfgate_batch_size"
+    assert counts == {"batches": 20.0, "batched_calls": 130.0, "mean_batch": 6.5}
+    none_sent = report.batch_counts("# TYPE tfgate_batch_size histogram\n", "half_plus_two")
+    assert none_sent == {"batches": 0.0, "batched_calls": 0.0, "mean_batch": None}
+    assert report.batch_counts(EXPOSITION, "half_plus_two") is None  # a tfgate without it
 
 
 def _row(path: str, conc: int, round_: int, *figures: float) -> dict[str, Any]:
