@@ -72,9 +72,14 @@ class Backend:
         return [r.inputs["x"].tensor_shape.dim[0].size for r, _ in self.sent]
 
 
-def batcher(backend: Backend, **settings: Any) -> Batcher:
+def batcher(backend: Backend, *, busy: bool = True, **settings: Any) -> Batcher:
+    """A Batcher before ``backend``; ``busy``: as if another call of the model were at TF
+    Serving all along, so that every call waits for its window (an idle model sends a call at
+    once)."""
     config = BatchingConfig(**{"max_delay": 0.02, "max_batch_size": 8, **settings})
-    return Batcher("m", config, backend.send, 10_000)
+    made = Batcher("m", config, backend.send, 10_000)
+    made.in_flight += busy
+    return made
 
 
 @pytest.mark.asyncio
@@ -93,6 +98,29 @@ async def test_calls_in_one_window_go_as_one_batch_and_get_their_own_rows() -> N
     assert values(answers[1]) == [[11.0, 21.0], [31.0, 41.0]]
     assert batch_call.request_id == "r+1"
     assert gather.batches == 1 and gather.batched_calls == 2
+
+
+@pytest.mark.asyncio
+async def test_a_call_to_an_idle_model_is_sent_at_once_and_the_next_ones_gather() -> None:
+    backend = Backend()
+    backend.hold = asyncio.Event()
+    gather = batcher(backend, busy=False, max_delay=0.2)
+    raw, first = data([[1.0]]), call()
+    alone = asyncio.create_task(gather.predict(raw, first, 3, "serving_default"))
+    await backend.arrived.wait()  # at once: nothing else of the model was out
+    assert backend.sent[0][0].SerializeToString() == raw and first.batch == 1
+    assert gather.in_flight == 1
+    later = [
+        asyncio.create_task(gather.predict(data([[x]]), call(), 3, "serving_default"))
+        for x in (2.0, 3.0)
+    ]
+    await asyncio.sleep(0.02)
+    assert len(backend.sent) == 1  # the next calls wait for their window
+    backend.hold.set()
+    assert values(await alone) == [[2.0]]
+    answers = await asyncio.gather(*later)  # after the window, though the model is idle now
+    assert [values(a) for a in answers] == [[[3.0]], [[4.0]]]
+    assert backend.rows() == [1, 2] and gather.in_flight == 0
 
 
 @pytest.mark.asyncio
@@ -139,6 +167,7 @@ async def test_a_batch_never_joins_more_bytes_than_a_message_may_hold() -> None:
     one = data([[1.0]])
     config = BatchingConfig(max_delay=0.02, max_batch_size=8)
     gather = Batcher("m", config, backend.send, 10_000, max_bytes=2 * len(one) + 1)
+    gather.in_flight += 1  # busy: every call waits for its window
     answers = await asyncio.gather(
         *(gather.predict(data([[float(i)]]), call(), 1, "") for i in range(5))
     )

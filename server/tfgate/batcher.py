@@ -1,7 +1,9 @@
 """Micro-batching: concurrent Predicts for one model version and signature gathered for up to
 ``max_delay`` and sent to TF Serving as one (tfgate.batch joins and cuts them).
 
-One Batcher per model with a ``[models.NAME.batching]`` section. A call joins the open batch
+One Batcher per model with a ``[models.NAME.batching]`` section. A call to a model with
+nothing in flight and nothing waiting is sent at once, alone: waiting would only delay it, and
+the calls that come while it is out gather behind it. Else a call joins the open batch
 of its kind (same version, signature, output filter, input dtypes and trailing dimensions);
 the batch is sent when ``max_delay`` has passed since it opened, when it holds
 ``max_batch_size`` rows (or a call's rows or bytes would take it past that or past tfgate's
@@ -152,6 +154,7 @@ class Batcher:
         self.unbatchable: str | None = None  # the output that showed the model reduces rows
         self.batches = 0  # batches sent (of two or more calls)
         self.batched_calls = 0  # calls sent in them
+        self.in_flight = 0  # backend calls sent and not yet answered, batches or alone
 
     async def predict(
         self, data: bytes, call: Call, version: int, signature: str
@@ -160,6 +163,10 @@ class Batcher:
         to ``version`` of the model, ``signature``."""
         if self.unbatchable is not None:
             return await self._send(data, call)
+        if not self.in_flight and not self._open and not self.config.allowed_batch_sizes:
+            # Nothing of the model is at TF Serving or waiting: waiting for company would only
+            # delay this call. The calls that come while it is out gather behind it.
+            return await self._alone(data, call)
         request = predict_pb2.PredictRequest.FromString(data)
         member = batch.member_of(request)
         if member is None or member.rows > self.config.max_batch_size:
@@ -216,11 +223,21 @@ class Batcher:
         self.enqueued -= len(opened.members)
         opened.task = asyncio.get_running_loop().create_task(self._run(opened))
 
+    async def _alone(self, data: bytes, call: Call) -> predict_pb2.PredictResponse:
+        call.batch = 1
+        self._metrics.batch_sent(self.model, 1)
+        self.in_flight += 1
+        try:
+            return await self._send(data, call)
+        finally:
+            self.in_flight -= 1
+
     async def _run(self, opened: _Batch) -> None:
         members = list(opened.members)
         for waiting in members:
             waiting.call.batch = len(members)
         self._metrics.batch_sent(self.model, len(members))
+        self.in_flight += 1
         try:
             if len(members) == 1 and not self.config.allowed_batch_sizes:
                 only = members[0]
@@ -237,6 +254,8 @@ class Batcher:
                 if not waiting.answer.done():
                     waiting.answer.set_exception(own_copy(exc))
             return
+        finally:
+            self.in_flight -= 1
         for waiting, answer in zip(members, answers, strict=True):
             if not waiting.answer.done():
                 waiting.answer.set_result(answer)
