@@ -15,7 +15,10 @@ keep-alive connection per call in flight. Access control (part "auth": tfgate ag
 tfgate-auth and tfgate-jwt, bench/access.py) gets paired runs of its own at c=16, twice
 --rounds rounds; alone: --parts auth. The cost of metrics and of tracing (part "observe":
 tfgate-nometrics, tfgate and tfgate-traced, bench/observe.py) is measured the same way, at c=16
-for twice --rounds rounds and at c=1 for --rounds rounds; alone: --parts observe. Results:
+for twice --rounds rounds and at c=1 for --rounds rounds; alone: --parts observe. The floor
+study (part "floor", bench/floor.py): the bare pass-through on several grpcio releases, each in a
+venv of its own (made on first use), with and without grpc's EventEngine, paired for --rounds
+rounds of 3 s runs at c=16 and c=64 (about 3 minutes); alone: --parts floor. Results:
 bench/results/latest.json and a timestamped copy.
 """
 
@@ -35,7 +38,7 @@ from typing import Any
 
 import grpc
 
-from bench import access, conversion, load, observe, paths, procs, report, startup, system
+from bench import access, conversion, floor, load, observe, paths, procs, report, startup, system
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONCURRENCY = (1, 16, 64)
@@ -80,8 +83,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--parts",
-        default="load,http,auth,observe,conversion,startup",
-        help="which parts to run (default: all of load, http, auth, observe, conversion, startup)",
+        default="load,http,auth,observe,floor,conversion,startup",
+        help="which parts to run (default: all of load, http, auth, observe, floor, conversion, "
+        "startup)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -294,6 +298,13 @@ def measure_observe(backend: procs.Proc, args: argparse.Namespace, workdir: Path
     }
 
 
+def measure_floor(backend: procs.Proc, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """The floor study (bench/floor.py): its runs last at most 3 s, shorter with --seconds."""
+    seconds = min(args.seconds, floor.PART_SECONDS)
+    print(f"  floor: the pass-through on several grpcio releases, {args.rounds} round(s) ...")
+    return floor.part(backend, workdir, rounds=args.rounds, seconds=seconds, pin=args.pin)
+
+
 def measure_extras(
     backend: procs.Proc, args: argparse.Namespace, workdir: Path
 ) -> list[report.Row]:
@@ -408,7 +419,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if "observe" in parts and args.rounds > 0
             else {"rows": [], "summary": []}
         )
-        extras = measure_extras(backend, args, workdir) if args.extras else []
+        extras, floored = (
+            measure_extras(backend, args, workdir) if args.extras else [],
+            measure_floor(backend, args, workdir) if "floor" in parts and args.rounds else {},
+        )
         converted: dict[str, Any] = {}
         if "conversion" in parts:
             print("  conversion: 1M float32, and a 224x224x3 REST body ...", flush=True)
@@ -424,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     target_rows = report.targets(
         ratio_rows, converted, started, paired_ratios, http_summary, access=access_summary,
         observe=observed["summary"],
-    )  # fmt: skip
+    ) + report.floor_targets(floored)  # fmt: skip
     env["load_average_after"] = os.getloadavg()
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -440,6 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "http": {"rows": http_rows, "summary": http_summary},
         "access": {"rows": auth_rows, "summary": access_summary, "in_process": in_process},
         "observe": observed,
+        "floor": floored,
         "targets": target_rows,
         "conversion": converted,
         "startup": started,
@@ -452,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\nwritten: {args.out / 'latest.json'} and {report.save(results, args.out).name} "
         f"({results['elapsed_s']:.0f} s)"
     )
-    groups = (rows, paired, http_rows, auth_rows, observed["rows"], extras)
+    groups = (rows, paired, http_rows, auth_rows, observed["rows"], floored.get("rows", []), extras)
     return 1 if any("error" in r for group in groups for r in group) else 0
 
 
@@ -491,6 +506,14 @@ def render(results: dict[str, Any]) -> str:
     observed = results.get("observe", {})
     if observed.get("rows"):
         parts += ["", observe_lines(observed)]
+    floored = results.get("floor", {})
+    if floored.get("summary"):
+        parts += [
+            "",
+            "The bare pass-through on each grpcio release (bench/floor.py), small requests, "
+            "paired (medians over the rounds; vs the round's cheapest):",
+            floor.render(floored["summary"], floored["pinned"]),
+        ]
     if results["extras"]:
         parts += ["", "Extras (small requests):", report.table(results["extras"])]
     if conv:
