@@ -1,9 +1,9 @@
 """The grpc experiment flags tfgate's processes run with.
 
 grpc's EventEngine client, listener and resolver (on by default in the grpcio releases tfgate
-can run) cost the bare pass-through 1.3-1.6x the CPU per call of grpc's older polling engine;
-turned off, grpcio 1.82-1.83 comes back to within about 1.15x of grpcio 1.66, the cheapest
-release measured (``make bench``, part "floor"; docs/performance.md, "Choosing grpcio").
+can run) make the bare pass-through cost 1.34-1.62x grpcio 1.66's CPU per call on 1.82.3; turned
+off, grpc's older polling engine brings it to 1.13-1.20x (``make bench``, part "floor";
+docs/performance.md, "Choosing grpcio").
 
 grpc reads ``GRPC_EXPERIMENTS`` once, while ``grpc`` is first imported, and ignores later
 changes; so the ``tfgate`` program sets it before anything imports grpc. A value already in
