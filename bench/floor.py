@@ -35,8 +35,17 @@ UVLOOP = "uvloop==0.23.0"  # the one tfgate's venv has, so that only grpcio diff
 # not the only test of a release: up to 1.81 an HTTP/2 rapid reset grows tfgate's memory without
 # bound under its own server options (tests/test_rapid_reset.py), from 1.82 it does not.
 RELEASES = ("1.66.2", "1.78.2", "1.82.3", "1.83.2", "1.84.2", "1.85.3")
-# grpc's EventEngine client and listener, turned off (the polling engine instead).
-NO_EVENT_ENGINE = "-event_engine_client,-event_engine_listener,-event_engine_dns"
+# grpc's EventEngine client, listener and resolver, turned off (the polling engine instead).
+# A release that no longer has one of these experiments logs "Unknown experiment" for it at
+# import (1.84 has no event_engine_dns), so each release gets only the names it knows.
+NO_EVENT_ENGINE = ("event_engine_client", "event_engine_listener", "event_engine_dns")
+# The releases tfgate can run (see above), also measured with the EventEngine off.
+FLAGS_ON = ("1.82.3", "1.83.2", "1.84.2", "1.85.3")
+# make bench's part "floor" (bench/run.py): fewer variants than the study, to keep it short.
+PART_RELEASES = ("1.66.2", "1.78.2", "1.82.3", "1.83.2", "1.85.3")
+PART_FLAGS_ON = ("1.82.3", "1.83.2", "1.85.3")
+PART_SECONDS = 3.0
+OLDEST_RUNNABLE = (1, 82)
 CONCURRENCY = (16, 64)
 FRONT_CPU, BACK_CPU = "1", "0"
 
@@ -54,11 +63,24 @@ class Variant:
         return f"grpcio {self.release}" + (" no-event-engine" if flags else "")
 
 
-def variants(releases: Sequence[str], flags_on: str | None) -> list[Variant]:
+def variants(releases: Sequence[str], flags_on: Sequence[str]) -> list[Variant]:
+    """Each release as it comes, then each of ``flags_on`` with the EventEngine off."""
     found = [Variant(release) for release in releases]
-    if flags_on:
-        found.append(Variant(flags_on, {"GRPC_EXPERIMENTS": NO_EVENT_ENGINE}))
+    found += [Variant(r, {"GRPC_EXPERIMENTS": no_event_engine(r)}) for r in flags_on]
     return found
+
+
+def no_event_engine(release: str) -> str:
+    """The ``GRPC_EXPERIMENTS`` value that turns off those of NO_EVENT_ENGINE grpcio
+    ``release`` knows: grpc reads the variable at import and names each one it does not know."""
+    probe = subprocess.run(
+        [str(venv_for(release)), "-c", "import grpc"],
+        env={**procs.clean_env(), "GRPC_EXPERIMENTS": ",".join(NO_EVENT_ENGINE),
+             "GRPC_VERBOSITY": "ERROR"},
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    known = [n for n in NO_EVENT_ENGINE if f"Unknown experiment: {n}" not in probe.stderr]
+    return ",".join(f"-{name}" for name in known)
 
 
 def venv_for(release: str) -> Path:
@@ -119,6 +141,7 @@ def measure(
                 route, f"127.0.0.1:{proc.port}", proc, backend, settings, workdir
             )
         names = [variant.name for variant in found]
+        releases = {variant.name: variant.release for variant in found}
         for round_ in range(rounds):
             for conc in concurrencies:
                 for name in names if round_ % 2 == 0 else names[::-1]:
@@ -126,13 +149,60 @@ def measure(
                         row = load.drive(stages[name], "small", conc)
                     except Exception as exc:  # one broken release must not hide the others
                         row = {"size": "small", "conc": conc, "error": str(exc)[:300]}
-                    row.update(path="passthrough", variant=name, round=round_ + 1)
+                    row.update(
+                        path="passthrough", variant=name, release=releases[name], round=round_ + 1
+                    )
                     _print(row)
                     rows.append(row)
     finally:
         for proc in started:
             proc.stop()
     return rows
+
+
+def part(
+    backend: procs.Proc, workdir: Path, *, rounds: int, seconds: float, pin: bool
+) -> dict[str, Any]:
+    """The part "floor" of ``make bench``: PART_RELEASES as they come, PART_FLAGS_ON with the
+    EventEngine off, and the installed grpcio as tfgate runs it (with tfgate.grpc_flags), paired;
+    the rows, summary's table and the pinned variant's name."""
+    pinned = pinned_variant()
+    found = {v.name: v for v in variants(PART_RELEASES, PART_FLAGS_ON)}
+    found[pinned.name] = pinned  # tfgate's own flags, not the probed ones, for the pin
+    rows = measure(backend, list(found.values()), workdir, rounds=rounds, seconds=seconds, pin=pin)
+    return {"rows": rows, "summary": summary(rows), "pinned": pinned.name}
+
+
+def pinned_variant() -> Variant:
+    """The installed grpcio (tfgate's pin) with the experiments tfgate sets for itself."""
+    from tfgate import grpc_flags
+
+    env: dict[str, str] = {}
+    grpc_flags.set_default(env)
+    return Variant(installed_grpcio(), {k: v for k, v in env.items() if v})
+
+
+def vs_cheapest(
+    rows: Sequence[dict[str, Any]], variant: str, conc: int, among: Sequence[str]
+) -> float | None:
+    """The median over rounds of ``variant``'s CPU per call over the cheapest of ``among`` in
+    the same round, at ``conc``; None without a round that has both."""
+    cpus: dict[int, dict[str, float]] = {}
+    for r in rows:
+        if "error" not in r and r.get("cpu_ms") and r["conc"] == conc:
+            cpus.setdefault(r["round"], {})[r["variant"]] = r["cpu_ms"]
+    ratios = [
+        got[variant] / min(got[name] for name in among if name in got)
+        for got in cpus.values()
+        if variant in got and any(name in got for name in among)
+    ]
+    return statistics.median(ratios) if ratios else None
+
+
+def runnable(release: str) -> bool:
+    """Whether tfgate can run on grpcio ``release`` (see RELEASES)."""
+    major, minor = (int(part) for part in release.split(".")[:2])
+    return (major, minor) >= OLDEST_RUNNABLE
 
 
 def _print(row: dict[str, Any]) -> None:
@@ -167,17 +237,22 @@ def summary(rows: Sequence[dict[str, Any]]) -> dict[str, dict[int, dict[str, flo
 
 
 def render(table: dict[str, dict[int, dict[str, float]]], pinned: str) -> str:
+    """A markdown table of summary's ``table``, the variant named ``pinned`` marked."""
     concs = sorted({c for per in table.values() for c in per})
     head = "| pass-through on | " + " | ".join(f"c={c} CPU/req, vs cheapest" for c in concs)
     lines = [head + " |", "| --- |" + " --- |" * len(concs)]
     for variant, per in table.items():
-        mark = " (pinned)" if variant == f"grpcio {pinned}" else ""
+        mark = " (pinned)" if variant == pinned else ""
         cells = [
             f"{per[c]['cpu_ms']:.3f} ms, {per[c]['vs_cheapest']:.2f}x" if c in per else "-"
             for c in concs
         ]
         lines.append(f"| {variant}{mark} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _listed(text: str) -> list[str]:
+    return [item for item in text.split(",") if item]
 
 
 def installed_grpcio() -> str:
@@ -196,11 +271,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-pin", dest="pin", action="store_false")
     parser.add_argument(
         "--flags-on",
-        default=installed_grpcio(),
-        help="also this release with grpc's EventEngine off (empty: none)",
+        default=",".join(FLAGS_ON),
+        help="also these releases with grpc's EventEngine off (empty: none)",
     )
     args = parser.parse_args(argv)
-    found = variants([r for r in args.releases.split(",") if r], args.flags_on or None)
+    found = variants(_listed(args.releases), _listed(args.flags_on))
     with tempfile.TemporaryDirectory(prefix="tfgate-floor-") as tmp:
         workdir = Path(tmp)
         backend = paths.start_backend(workdir, BACK_CPU if args.pin else None)
@@ -210,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         finally:
             backend.stop()
-    print(render(summary(rows), installed_grpcio()))
+    print(render(summary(rows), pinned_variant().name))
     return 0
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import access, batch, cache, messages, nginx, observe, procs, startup
+from tfgate import grpc_flags
 
 HERE = Path(__file__).resolve().parent
 TFS_PREDICT = "/tensorflow.serving.PredictionService/Predict"
@@ -105,11 +106,13 @@ def start_passthrough(
     args = [sys.executable, "-m", "bench.passthrough", "--backend", backend]
     args += ["--uvloop"] if uvloop else []
     name = "passthrough" + ("-uvloop" if uvloop else "") + (f"-x{workers}" if workers > 1 else "")
-    first = procs.start_server(name, args, workdir, cpu)
+    env = as_tfgate_runs_grpc()
+    first = procs.start_server(name, args, workdir, cpu, env=env)
     try:
         for i in range(1, workers):
             listen = ["--listen", f"127.0.0.1:{first.port}"]
-            first.popens += procs.start_server(f"{name}-{i}", [*args, *listen], workdir, cpu).popens
+            more = procs.start_server(f"{name}-{i}", [*args, *listen], workdir, cpu, env=env)
+            first.popens += more.popens
     except BaseException:
         first.stop()
         raise
@@ -119,7 +122,15 @@ def start_passthrough(
 def start_http_floor(backend: str, workdir: Path, cpu: str | None) -> procs.Proc:
     """The bare HTTP floor (bench/http_floor.py); its port is the HTTP one."""
     args = [sys.executable, "-m", "bench.http_floor", "--backend", backend]
-    return procs.start_server("http-floor", args, workdir, cpu)
+    return procs.start_server("http-floor", args, workdir, cpu, env=as_tfgate_runs_grpc())
+
+
+def as_tfgate_runs_grpc() -> dict[str, str]:
+    """procs.clean_env with the grpc experiments tfgate sets for itself (tfgate.grpc_flags): the
+    floors run grpc as tfgate does, so that a ratio to them measures tfgate's own code."""
+    env = procs.clean_env()
+    grpc_flags.set_default(env)
+    return env
 
 
 _GRPC_LINE = r"tfgate listening on \S+:(\d+)"

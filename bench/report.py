@@ -10,7 +10,7 @@ import math
 import re
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -642,6 +642,44 @@ def batch_targets(summary: list[Row], max_delay_ms: float) -> list[Row]:
             shown = f"{value:.2f}x (rounds {_each(row, each, '{:.2f}')})"
         out.append(_target(name, value, None if value is None else ok(value), shown))
     return out
+
+
+FLOOR_TARGET = 1.1  # the pinned grpcio's pass-through CPU per call over the cheapest release's
+
+
+def floor_targets(floor: dict[str, Any]) -> list[Row]:
+    """The floor study's targets (bench/floor.py, part "floor"), at each concurrency: the
+    pass-through on the pinned grpcio (with tfgate's flags) against the cheapest variant
+    measured, and against the cheapest tfgate can run (grpcio >= 1.82)."""
+    from bench import floor as study  # it imports bench.paths, which imports this module
+
+    rows, pinned = floor.get("rows", []), floor.get("pinned")
+    good = [r for r in rows if "error" not in r]
+    everyone = list(dict.fromkeys(r["variant"] for r in good))
+    runnable = list(dict.fromkeys(r["variant"] for r in good if study.runnable(r["release"])))
+    out = []
+    for among, which in ((everyone, "the cheapest release measured"),
+                         (runnable, "the cheapest release tfgate can run (>= 1.82)")):  # fmt: skip
+        for conc in study.CONCURRENCY:
+            ratio = None if pinned is None else study.vs_cheapest(rows, pinned, conc, among)
+            cheapest = _cheapest(floor.get("summary", {}), conc, among)
+            out.append(
+                _target(
+                    f"pass-through floor on the pinned grpcio (+ tfgate's flags) vs {which} "
+                    f"<= {FLOOR_TARGET}x CPU per call (small, c={conc})",
+                    ratio,
+                    None if ratio is None else ratio <= FLOOR_TARGET,
+                    "n/a" if ratio is None else f"{ratio:.2f}x ({pinned} vs {cheapest})",
+                )
+            )
+    return out
+
+
+def _cheapest(summary: dict[str, Any], conc: int, among: Sequence[str]) -> str:
+    """Of ``among``, the variant with the lowest median CPU per call at ``conc``."""
+    costs = {name: per[conc]["cpu_ms"] for name, per in summary.items() if conc in per}
+    found = [name for name in among if name in costs]
+    return min(found, key=costs.__getitem__) if found else "none"
 
 
 def _target(name: str, value: float | None, ok: bool | None, shown: str) -> Row:

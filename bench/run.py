@@ -20,8 +20,11 @@ cache (part "cache", bench/cache.py: a hit against a miss, paired at c=16 for tw
 rounds and at c=1 for --rounds rounds; then a bounded load with 50% repeated requests) and
 micro-batching (part "batch", bench/batch.py: tfgate-batched with the pass-through and tfgate at
 c=64, with tfgate at c=1, and with and without batching in front of the local model server on
-iris at c=16, --rounds rounds each) likewise. Results: bench/results/latest.json and a
-timestamped copy.
+iris at c=16, --rounds rounds each) likewise. The floor study
+(part "floor", bench/floor.py): the bare pass-through on several grpcio releases, each in a venv
+of its own (made on first use), with and without grpc's EventEngine, paired for --rounds rounds
+of 3 s runs at c=16 and c=64 (about 3 minutes); alone: --parts floor. Results:
+bench/results/latest.json and a timestamped copy.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from bench import (
     batch,
     cache,
     conversion,
+    floor,
     load,
     observe,
     paths,
@@ -97,9 +101,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--parts",
-        default="load,http,auth,observe,cache,batch,conversion,startup",
+        default="load,http,auth,observe,cache,batch,floor,conversion,startup",
         help="which parts to run (default: all of load, http, auth, observe, cache, batch, "
-        "conversion, startup)",
+        "floor, conversion, startup)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -448,6 +452,13 @@ def _batching_refused(backend: procs.Proc, workdir: Path, cpu: str | None) -> st
     return ""
 
 
+def measure_floor(backend: procs.Proc, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """The floor study (bench/floor.py): its runs last at most 3 s, shorter with --seconds."""
+    seconds = min(args.seconds, floor.PART_SECONDS)
+    print(f"  floor: the pass-through on several grpcio releases, {args.rounds} round(s) ...")
+    return floor.part(backend, workdir, rounds=args.rounds, seconds=seconds, pin=args.pin)
+
+
 def measure_extras(
     backend: procs.Proc, args: argparse.Namespace, workdir: Path
 ) -> list[report.Row]:
@@ -526,6 +537,21 @@ def _cache_and_batch(
     return cached, batched
 
 
+def _conversion_and_startup(
+    parts: set[str], backend: procs.Proc, workdir: Path, reps: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Parts "conversion" and "startup", each as measured, or empty when not asked for."""
+    converted: dict[str, Any] = {}
+    if "conversion" in parts:
+        print("  conversion: 1M float32, and a 224x224x3 REST body ...", flush=True)
+        converted = conversion.measure(reps)
+    started: dict[str, Any] = {}
+    if "startup" in parts:
+        print("  start-up and idle memory ...", flush=True)
+        started = startup.measure(f"127.0.0.1:{backend.port}", workdir, 5)
+    return converted, started
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     began = time.monotonic()
@@ -577,14 +603,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         cached, batched = _cache_and_batch(parts, backend, args, workdir)
         extras = measure_extras(backend, args, workdir) if args.extras else []
-        converted: dict[str, Any] = {}
-        if "conversion" in parts:
-            print("  conversion: 1M float32, and a 224x224x3 REST body ...", flush=True)
-            converted = conversion.measure(reps)
-        started: dict[str, Any] = {}
-        if "startup" in parts:
-            print("  start-up and idle memory ...", flush=True)
-            started = startup.measure(f"127.0.0.1:{backend.port}", workdir, 5)
+        floored = measure_floor(backend, args, workdir) if "floor" in parts and args.rounds else {}
+        converted, started = _conversion_and_startup(parts, backend, workdir, reps)
     ratio_rows = report.ratios(rows, args.concurrency)
     paired_ratios = report.paired_ratios(paired, args.concurrency)
     http_summary = report.http_summary(http_rows, args.concurrency)
@@ -593,7 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratio_rows, converted, started, paired_ratios, http_summary, access=access_summary,
         observe=observed["summary"], cache=cached if "cache" in parts else None,
         batch=batched if "batch" in parts else None,
-    )  # fmt: skip
+    ) + report.floor_targets(floored)  # fmt: skip
     env["load_average_after"] = os.getloadavg()
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -611,6 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "observe": observed,
         "cache": cached,
         "batch": batched,
+        "floor": floored,
         "targets": target_rows,
         "conversion": converted,
         "startup": started,
@@ -625,7 +646,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     return 1 if any("error" in r for group in (
         rows, paired, http_rows, auth_rows, observed["rows"], cached["rows"], batched["rows"],
-        extras,
+        floored.get("rows", []), extras,
     ) for r in group) else 0  # fmt: skip
 
 
@@ -670,6 +691,14 @@ def render(results: dict[str, Any]) -> str:
     batched = results.get("batch", {})
     if batched.get("rows") or batched.get("note"):
         parts += ["", batch_lines(batched)]
+    floored = results.get("floor", {})
+    if floored.get("summary"):
+        parts += [
+            "",
+            "The bare pass-through on each grpcio release (bench/floor.py), small requests, "
+            "paired (medians over the rounds; vs the round's cheapest):",
+            floor.render(floored["summary"], floored["pinned"]),
+        ]
     if results["extras"]:
         parts += ["", "Extras (small requests):", report.table(results["extras"])]
     if conv:

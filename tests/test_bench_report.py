@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from bench import floor as study
 from bench import report
 
 
@@ -129,3 +130,38 @@ def test_rest_conversion_targets() -> None:
     assert all(
         t["verdict"] == "n/a" for t in report.targets([], {}, {}) if t["target"].startswith("REST")
     )
+
+
+def _floor_row(variant: str, release: str, conc: int, round_: int, cpu: float) -> dict[str, Any]:
+    return {"variant": variant, "release": release, "conc": conc, "round": round_, "cpu_ms": cpu,
+            "rps": 1.0 / cpu, "size": "small"}  # fmt: skip
+
+
+def test_floor_targets_judge_the_pin_against_the_cheapest_and_the_cheapest_runnable() -> None:
+    old, new, pinned = "grpcio 1.66.2", "grpcio 1.83.2", "grpcio 1.82.3 no-event-engine"
+    rows = []
+    for conc in (16, 64):
+        for round_, slow in ((1, 1.0), (2, 2.0), (3, 1.0)):  # a slow round: the ratios hold
+            rows += [
+                _floor_row(old, "1.66.2", conc, round_, 0.10 * slow),
+                _floor_row(pinned, "1.82.3", conc, round_, (0.12 if conc == 16 else 0.105) * slow),
+                _floor_row(new, "1.83.2", conc, round_, 0.15 * slow),
+            ]
+    rows.append({"variant": new, "release": "1.83.2", "conc": 16, "round": 4, "error": "boom"})
+    floor = {"rows": rows, "pinned": pinned, "summary": study.summary(rows)}
+    out = {r["target"]: r for r in report.floor_targets(floor)}
+    assert len(out) == 4
+    measured = [r for name, r in out.items() if "release measured" in name]
+    runnable = [r for name, r in out.items() if "tfgate can run" in name]
+    assert [r["verdict"] for r in measured] == ["MISS", "PASS"]  # c=16: 1.2x; c=64: 1.05x
+    assert [r["value"] for r in measured] == pytest.approx([1.2, 1.05])
+    assert f"1.20x ({pinned} vs {old})" in measured[0]["shown"]
+    assert [r["verdict"] for r in runnable] == ["PASS", "PASS"]  # the pin is the cheapest of those
+    assert [r["value"] for r in runnable] == pytest.approx([1.0, 1.0])
+    assert report.floor_targets({})[0]["verdict"] == "n/a"
+
+
+def test_floor_tells_the_releases_tfgate_can_run() -> None:
+    assert [study.runnable(r) for r in ("1.66.2", "1.81.1", "1.82.3", "1.85.3", "2.0.0")] == [
+        False, False, True, True, True,
+    ]  # fmt: skip

@@ -1,3 +1,3 @@
-from tfgate.cli import main
+from tfgate.cli import run
 
-raise SystemExit(main())
+raise SystemExit(run())

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from tfgate import grpc_flags
+
 if TYPE_CHECKING:
     from tfgate.batcher import BatchingConfig
     from tfgate.cache import CacheConfig
@@ -143,6 +145,14 @@ def _healthcheck_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     check.add_argument(
         "--tls-server-name", help="the name in tfgate's certificate, if not the target's host"
     )
+
+
+def run() -> int:
+    """The ``tfgate`` program (its console script, ``python -m tfgate``): main, in a process
+    whose grpc runs with tfgate's experiment flags. Nothing here has imported grpc yet, and grpc
+    reads them only then (tfgate.grpc_flags)."""
+    grpc_flags.set_default(os.environ)
+    return main()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,7 +6,7 @@ import warnings
 from tfgate.tfs.tensorflow_serving.apis import get_model_status_pb2 as tensorflow__serving_dot_apis_dot_get__model__status__pb2
 from tfgate.tfs.tensorflow_serving.apis import model_management_pb2 as tensorflow__serving_dot_apis_dot_model__management__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.82.3'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
