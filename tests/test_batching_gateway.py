@@ -255,3 +255,24 @@ async def test_a_caller_gone_leaves_the_others_their_answers(
     assert [list(a.outputs["y"].floats) for a in answers] == [[3.5], [4.0]]
     with pytest.raises(asyncio.CancelledError):
         await leaving
+
+
+async def test_a_retry_retries_the_whole_batch(
+    fake: FakeTFServing, start_gateway: StartGateway
+) -> None:
+    gw = await batched(start_gateway, fake)
+    async with busy(gw, fake):
+        fake.fail_next(grpc.StatusCode.UNAVAILABLE, message="restarting")
+        answers = await gather(gw, [hp2(float(i)) for i in range(4)])
+    assert [list(a.outputs["y"].floats) for a in answers] == [[3.0], [3.5], [4.0], [4.5]]
+    assert fake.calls["Predict"] == 1 + 2  # the held call; the batch, then the batch again
+
+
+async def test_a_batch_takes_one_slot_of_the_concurrency_cap(
+    fake: FakeTFServing, start_gateway: StartGateway
+) -> None:
+    gw = await batched(start_gateway, fake, max_concurrency=1)
+    async with busy(gw, fake):  # holds the one slot
+        answers = await gather(gw, [hp2(float(i)) for i in range(5)])
+    assert [list(a.outputs["y"].floats) for a in answers] == [[3.0], [3.5], [4.0], [4.5], [5.0]]
+    assert fake.calls["Predict"] == 1 + 1 and fake.max_in_flight == 1
