@@ -106,7 +106,7 @@ def test_a_listed_output_is_bounded_before_it_is_expanded() -> None:
     y.tensor_shape.dim.add(size=2)
     y.tensor_shape.dim.add(size=10**9)
     y.float_val.append(1.0)  # one value standing for 2e9
-    with pytest.raises(BadBackendAnswer, match="more than the batch may hold"):
+    with pytest.raises(BadBackendAnswer, match="more than tfgate's max_tensor_elements"):
         batch.split(listed, [1, 1], 2, 1000)
     small = predict_pb2.PredictResponse()
     small.outputs["y"].CopyFrom(y)

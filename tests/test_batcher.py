@@ -17,12 +17,14 @@ from tfgate.calls import Call
 from tfgate.config import ConfigError, read_file
 from tfgate.errors import (
     BackendError,
+    BadBackendAnswer,
     Code,
     DeadlineExceeded,
     FailedPrecondition,
     ResourceExhausted,
 )
 from tfgate.plans import config as pipeline_config
+from tfgate.tfs.tensorflow.core.framework import types_pb2
 from tfgate.tfs.tensorflow_serving.apis import model_pb2, predict_pb2
 
 F32 = dtypes.BY_NAME["float32"]
@@ -51,6 +53,7 @@ class Backend:
         self.hold: asyncio.Event | None = None
         self.fail: BaseException | None = None
         self.reduce = False  # answer one row for the whole batch
+        self.answer: predict_pb2.PredictResponse | None = None  # sent instead, when set
         self.arrived = asyncio.Event()  # set once something was sent
 
     async def send(self, raw: bytes, call: Call) -> predict_pb2.PredictResponse:
@@ -62,6 +65,8 @@ class Backend:
             await self.hold.wait()
         if self.fail is not None:
             raise self.fail
+        if self.answer is not None:
+            return self.answer
         x = tensors.from_proto("x", request.inputs["x"])[1]
         y = x.sum(axis=0, keepdims=True) if self.reduce else x + 1
         out = predict_pb2.PredictResponse(model_spec=request.model_spec)
@@ -267,7 +272,7 @@ async def test_a_member_whose_deadline_passes_at_tf_serving_gets_deadline_exceed
     gather = batcher(backend, max_delay=0.01)
     short = asyncio.create_task(gather.predict(data([[1.0]]), call(timeout=0.1), 1, ""))
     long = asyncio.create_task(gather.predict(data([[5.0]]), call(timeout=5.0), 1, ""))
-    with pytest.raises(DeadlineExceeded, match="batch for model 'm'"):
+    with pytest.raises(DeadlineExceeded, match="while its batch of model 'm' was at TF Serving"):
         await short
     backend.hold.set()
     assert values(await long) == [[6.0]]
@@ -349,6 +354,78 @@ async def test_padding_goes_to_tf_serving_and_not_to_the_callers() -> None:
 def test_settings_are_checked(settings: dict[str, Any], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         BatchingConfig(**settings)
+
+
+@pytest.mark.asyncio
+async def test_calls_of_different_clients_are_batched_apart_when_clients_have_shares() -> None:
+    backend = Backend()
+    config = BatchingConfig(max_delay=0.02, max_batch_size=8)
+    for per_client, rows in ((True, [2, 1]), (False, [3])):
+        backend.sent.clear()
+        gather = Batcher("m", config, backend.send, 10_000, per_client=per_client)
+        gather.in_flight += 1  # busy: every call waits for its window
+        calls = [call(), call(), call()]
+        for made, client in zip(calls, ("alice", "alice", "bob"), strict=True):
+            made.client = client
+        answers = await asyncio.gather(
+            *(gather.predict(data([[float(i)]]), c, 1, "") for i, c in enumerate(calls))
+        )
+        assert sorted(backend.rows(), reverse=True) == rows
+        assert [values(a) for a in answers] == [[[1.0]], [[2.0]], [[3.0]]]
+        assert {c.client for _, c in backend.sent} <= {"alice", "bob"}
+
+
+@pytest.mark.asyncio
+async def test_an_idle_model_pads_a_lone_call_and_sends_it_at_once() -> None:
+    backend = Backend()
+    gather = batcher(
+        backend, busy=False, max_delay=1.0, max_batch_size=4, allowed_batch_sizes=(2, 4)
+    )
+    started = time.monotonic()
+    answer = await gather.predict(data([[5.0]]), call(), 1, "")
+    assert time.monotonic() - started < 0.5  # not the 1 s window
+    assert backend.rows() == [2] and values(answer) == [[6.0]]
+
+
+@pytest.mark.asyncio
+async def test_padding_counts_against_the_message_bytes() -> None:
+    backend = Backend()
+    one = data([[1.0]])
+    config = BatchingConfig(max_delay=0.02, max_batch_size=8, allowed_batch_sizes=(4, 8))
+    gather = Batcher("m", config, backend.send, 10_000, max_bytes=3 * len(one))
+    gather.in_flight += 1
+    answers = await asyncio.gather(gather.predict(one, call(), 1, ""))
+    assert backend.rows() == [1]  # padded to 4 it would not fit: sent as it is
+    assert [values(a) for a in answers] == [[[2.0]]]
+
+
+@pytest.mark.asyncio
+async def test_a_batch_answer_is_checked_before_it_is_cut() -> None:
+    backend = Backend()
+    # max_tensor_elements over the broadcast's 8M values: the expansion itself is refused.
+    gather = Batcher("m", BatchingConfig(max_delay=0.01), backend.send, 10_000_000)
+    gather.in_flight += 1
+    both = predict_pb2.PredictResponse()
+    y = tensors.to_proto(np.array([[1.0], [2.0]], dtype=np.float32), F32)
+    y.float_val.extend([1.0, 2.0])  # values in two places: refused, never one of them kept
+    both.outputs["y"].CopyFrom(y)
+    broadcast = predict_pb2.PredictResponse()
+    wide = broadcast.outputs["y"]
+    wide.dtype = types_pb2.DT_FLOAT
+    wide.tensor_shape.dim.add(size=2)
+    wide.tensor_shape.dim.add(size=4_000_000)
+    wide.float_val.append(1.0)  # 28 bytes that would expand to 32 MB
+    for answer, needle in ((both, "values in both"), (broadcast, "tfgate fills in at most")):
+        backend.answer = answer
+        caught = await asyncio.gather(
+            gather.predict(data([[1.0]]), call(), 1, ""),
+            gather.predict(data([[2.0]]), call(), 1, ""),
+            return_exceptions=True,
+        )
+        for exc in caught:
+            assert isinstance(exc, BadBackendAnswer) and needle in exc.message
+            assert exc.__cause__ is not None  # where it was raised, for the log
+        assert caught[0] is not caught[1]
 
 
 # -- [models.NAME.batching] in the config file ----------------------------------------------

@@ -169,6 +169,8 @@ class Gateway:
                 config.max_tensor_elements,
                 config.max_message_bytes,
                 self.metrics,
+                # Each client's calls take slots of its own share: batched on their own.
+                per_client=config.limits.client_share < 1.0,
             ),
         )
         # Each health_models entry: whether some version of it is AVAILABLE.

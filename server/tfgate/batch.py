@@ -10,13 +10,12 @@ answers are dropped.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from tfgate import dtypes, tensors
+from tfgate import dtypes, tensors, translate
 from tfgate.errors import BadBackendAnswer, FailedPrecondition
 from tfgate.tfs.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
 from tfgate.tfs.tensorflow_serving.apis import model_pb2, predict_pb2
@@ -128,12 +127,14 @@ class Unsplittable(FailedPrecondition):
 
 
 def _cut(
-    name: str, proto: tensor_pb2.TensorProto, rows: Sequence[int], size: int, max_elements: int
+    name: str, proto: tensor_pb2.TensorProto, rows: Sequence[int], size: int
 ) -> list[tensor_pb2.TensorProto]:
     dims = [d.size for d in proto.tensor_shape.dim]
     if proto.tensor_shape.unknown_rank or not dims or dims[0] != size:
         raise Unsplittable(name, dims, size)
-    if proto.tensor_content:
+    dtype = dtypes.BY_ENUM.get(proto.dtype)
+    what = f"output '{name}'"
+    if dtype is not None and tensors.value_field(what, proto, dtype) == "tensor_content":
         per_row, rest = divmod(len(proto.tensor_content), size)
         if rest:
             raise BadBackendAnswer(
@@ -147,16 +148,10 @@ def _cut(
             out.append(part)
             start += n
         return out
-    elements = math.prod(dims)
-    if elements > max_elements:
-        raise BadBackendAnswer(
-            f"TF Serving's answer: output '{name}' has {elements} values, more than the batch "
-            f"may hold ({max_elements})"
-        )
-    dtype, array = tensors.from_proto(f"output '{name}'", proto)
+    found, array = tensors.from_proto(what, proto)
     out, start = [], 0
     for n in rows:
-        out.append(tensors.to_proto(array[start : start + n], dtype))
+        out.append(tensors.to_proto(array[start : start + n], found))
         start += n
     return out
 
@@ -166,9 +161,11 @@ def split(
 ) -> list[predict_pb2.PredictResponse]:
     """``answer`` to a merged request of ``size`` rows (``rows`` per member, padding after
     them) as one answer per member; Unsplittable names an output that is not row by row.
-    ``max_elements`` bounds what a ``*_val`` output may expand to."""
+    ``max_elements`` bounds the answer's values, as for one call (translate.check_answer: the
+    shapes checked before any value is read, and no output expanded far from fewer values)."""
+    translate.check_answer(answer, (), max_elements)
     answers = [predict_pb2.PredictResponse(model_spec=answer.model_spec) for _ in rows]
     for name, proto in answer.outputs.items():
-        for mine, part in zip(answers, _cut(name, proto, rows, size, max_elements), strict=True):
+        for mine, part in zip(answers, _cut(name, proto, rows, size), strict=True):
             mine.outputs[name].CopyFrom(part)
     return answers

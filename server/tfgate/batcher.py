@@ -2,10 +2,11 @@
 ``max_delay`` and sent to TF Serving as one (tfgate.batch joins and cuts them).
 
 One Batcher per model with a ``[models.NAME.batching]`` section. A call to a model with
-nothing in flight and nothing waiting is sent at once, alone: waiting would only delay it, and
-the calls that come while it is out gather behind it. Else a call joins the open batch
-of its kind (same version, signature, output filter, input dtypes and trailing dimensions);
-the batch is sent when ``max_delay`` has passed since it opened, when it holds
+nothing in flight and nothing waiting is sent at once, alone (padded, with allowed batch
+sizes): waiting would only delay it, and the calls that come while it is out gather behind
+it. Else a call joins the open batch of its kind (same version, signature, output filter,
+input dtypes and trailing dimensions, and client when clients have shares); the batch is sent
+when ``max_delay`` has passed since it opened, when it holds
 ``max_batch_size`` rows (or a call's rows or bytes would take it past that or past tfgate's
 ``max_message_bytes``), or at once when a member's deadline would end inside the window. A
 batch of one is sent as the call itself, unchanged. The batch is one backend call: one slot of
@@ -114,13 +115,16 @@ class _Waiting:
     answer: asyncio.Future[predict_pb2.PredictResponse]
 
 
+Where = tuple[int, str, str, batch.Key]  # version, signature, client (or ""), the batch key
+
+
 @dataclass(eq=False)
 class _Batch:
-    key: batch.Key
+    where: Where
     spec: model_pb2.ModelSpec
     members: list[_Waiting] = field(default_factory=list)
     rows: int = 0
-    size: int = 0  # the members' serialized requests, in bytes
+    size: int = 0  # the members' serialized requests, in bytes, padding included
     timer: asyncio.TimerHandle | None = None
     task: asyncio.Task[None] | None = None
 
@@ -139,9 +143,12 @@ class Batcher:
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics = NO_METRICS,
         max_bytes: int = MAX_BYTES,
+        per_client: bool = False,
     ) -> None:
         """``max_bytes``: the most bytes of requests one batch joins (tfgate's
-        max_message_bytes, which the backend channel will send)."""
+        max_message_bytes, which the backend channel will send). ``per_client``: calls of
+        different clients never share a batch (with [limits] client_share, each client's
+        calls take slots of its own share)."""
         self.model = model
         self.config = config
         self._send = send
@@ -149,7 +156,8 @@ class Batcher:
         self._clock = clock
         self._metrics = metrics
         self._max_bytes = max_bytes
-        self._open: dict[tuple[int, str, batch.Key], _Batch] = {}
+        self._per_client = per_client
+        self._open: dict[Where, _Batch] = {}
         self.enqueued = 0  # calls in open batches, not yet sent
         self.unbatchable: str | None = None  # the output that showed the model reduces rows
         self.batches = 0  # batches sent (of two or more calls)
@@ -162,15 +170,18 @@ class Batcher:
         """TF Serving's answer to the serialized PredictRequest ``data``, alone or in a batch
         to ``version`` of the model, ``signature``."""
         if self.unbatchable is not None:
-            return await self._send(data, call)
-        if not self.in_flight and not self._open and not self.config.allowed_batch_sizes:
-            # Nothing of the model is at TF Serving or waiting: waiting for company would only
-            # delay this call. The calls that come while it is out gather behind it.
+            return await self._direct(data, call)
+        # Nothing of the model at TF Serving or waiting: waiting for company would only delay
+        # this call; the calls that come while it is out gather behind it.
+        idle = not self.in_flight and not self._open
+        if idle and not self.config.allowed_batch_sizes:
             return await self._alone(data, call)
         request = predict_pb2.PredictRequest.FromString(data)
         member = batch.member_of(request)
         if member is None or member.rows > self.config.max_batch_size:
-            return await self._send(data, call)
+            return await self._direct(data, call)
+        if self._padded_bytes(member.rows, len(data)) > self._max_bytes:
+            return await self._direct(data, call)  # padded, it would not fit a message
         if self.enqueued >= self.config.max_enqueued:
             raise ResourceExhausted(
                 f"model '{self.model}': {self.enqueued} calls wait for a batch, the most "
@@ -181,7 +192,8 @@ class Batcher:
         now = self._clock()
         opened = self._join(waiting, version, signature, loop)
         if (
-            opened.rows >= self.config.max_batch_size
+            idle  # padded to an allowed size, at once
+            or opened.rows >= self.config.max_batch_size
             or call.deadline - now <= self.config.max_delay
         ):
             self._flush(opened)
@@ -190,42 +202,55 @@ class Batcher:
     def _join(
         self, waiting: _Waiting, version: int, signature: str, loop: asyncio.AbstractEventLoop
     ) -> _Batch:
-        where = (version, signature, batch.key_of(waiting.member.request))
+        client = waiting.call.client if self._per_client else ""
+        where = (version, signature, client, batch.key_of(waiting.member.request))
         opened = self._open.get(where)
+        rows = waiting.member.rows
         if opened is not None and (
-            opened.rows + waiting.member.rows > self.config.max_batch_size
-            or opened.size + len(waiting.data) > self._max_bytes
+            opened.rows + rows > self.config.max_batch_size
+            or self._padded_bytes(opened.rows + rows, opened.size + len(waiting.data))
+            > self._max_bytes
         ):
             self._flush(opened)
             opened = None
         if opened is None:
             spec = model_pb2.ModelSpec(name=self.model, signature_name=signature)
             spec.version.value = version
-            opened = _Batch(where[2], spec)
+            opened = _Batch(where, spec)
             self._open[where] = opened
             opened.timer = loop.call_later(self.config.max_delay, self._flush, opened)
         opened.members.append(waiting)
-        opened.rows += waiting.member.rows
+        opened.rows += rows
         opened.size += len(waiting.data)
         self.enqueued += 1
         return opened
+
+    def _padded_bytes(self, rows: int, size: int) -> int:
+        """About the bytes a batch of ``rows`` rows in ``size`` bytes is sent as, padded."""
+        return size * batch.padded_size(rows, self.config.allowed_batch_sizes) // rows
+
+    def _close(self, opened: _Batch) -> None:
+        """``opened`` takes no more calls."""
+        if self._open.get(opened.where) is opened:
+            del self._open[opened.where]
+        if opened.timer is not None:
+            opened.timer.cancel()
 
     def _flush(self, opened: _Batch) -> None:
         """Sends ``opened`` (once; a timer that fires after the batch has gone does nothing)."""
         if opened.task is not None or not opened.members:
             return
-        for where, found in self._open.items():
-            if found is opened:
-                del self._open[where]
-                break
-        if opened.timer is not None:
-            opened.timer.cancel()
+        self._close(opened)
         self.enqueued -= len(opened.members)
         opened.task = asyncio.get_running_loop().create_task(self._run(opened))
 
     async def _alone(self, data: bytes, call: Call) -> predict_pb2.PredictResponse:
         call.batch = 1
         self._metrics.batch_sent(self.model, 1)
+        return await self._direct(data, call)
+
+    async def _direct(self, data: bytes, call: Call) -> predict_pb2.PredictResponse:
+        """``data`` sent as it is, not in a batch."""
         self.in_flight += 1
         try:
             return await self._send(data, call)
@@ -244,16 +269,16 @@ class Batcher:
                 answers = [await self._send(only.data, only.call)]
             else:
                 answers = await self._send_batch(opened, members)
-        except asyncio.CancelledError:
-            for waiting in members:
-                if not waiting.answer.done():
-                    waiting.answer.cancel()
-            raise
-        except BaseException as exc:  # every member gets it, each its own copy
+        except Exception as exc:  # every member gets it, each its own copy
             for waiting in members:
                 if not waiting.answer.done():
                     waiting.answer.set_exception(own_copy(exc))
             return
+        except BaseException:  # cancelled (every member gone), or the process ends
+            for waiting in members:
+                if not waiting.answer.done():
+                    waiting.answer.cancel()
+            raise
         finally:
             self.in_flight -= 1
         for waiting, answer in zip(members, answers, strict=True):
@@ -304,10 +329,13 @@ class Batcher:
             async with asyncio.timeout(max(left, 0.0)):
                 return await asyncio.shield(waiting.answer)
         except TimeoutError:
+            stage = (
+                f"waiting for a batch of model '{self.model}'"
+                if opened.task is None
+                else f"while its batch of model '{self.model}' was at TF Serving"
+            )
             self._leave(waiting, opened)
-            raise DeadlineExceeded(
-                f"deadline exceeded while its batch for model '{self.model}' was at TF Serving"
-            ) from None
+            raise DeadlineExceeded(f"deadline exceeded {stage}") from None
         except asyncio.CancelledError:
             self._leave(waiting, opened)
             raise
@@ -322,11 +350,7 @@ class Batcher:
                 opened.size -= len(waiting.data)
                 self.enqueued -= 1
             if not opened.members:
-                if opened.timer is not None:
-                    opened.timer.cancel()
-                for where, found in list(self._open.items()):
-                    if found is opened:
-                        del self._open[where]
+                self._close(opened)
             return
         if not waiting.answer.done():
             waiting.answer.cancel()
@@ -340,9 +364,19 @@ def batchers(
     max_elements: int,
     max_bytes: int,
     metrics: Metrics,
+    *,
+    per_client: bool = False,
 ) -> dict[str, Batcher]:
     """A Batcher for each model with a ``[models.NAME.batching]`` table."""
     return {
-        model: Batcher(model, config, send, max_elements, metrics=metrics, max_bytes=max_bytes)
+        model: Batcher(
+            model,
+            config,
+            send,
+            max_elements,
+            metrics=metrics,
+            max_bytes=max_bytes,
+            per_client=per_client,
+        )
         for model, config in configured.items()
     }

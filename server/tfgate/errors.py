@@ -154,10 +154,12 @@ class BackendError(GatewayError):
 def own_copy(exc: BaseException) -> BaseException:
     """A copy of ``exc`` for one of several callers that share one failure (a response cache's
     single flight, a batch): each raises an exception of its own (its traceback, context and
-    any note are that caller's), with the same type, message and fields."""
+    any note are that caller's), with the same type, message and fields, and the shared one as
+    its cause."""
     twin = type(exc).__new__(type(exc))
     twin.args = exc.args
     twin.__dict__.update(exc.__dict__)
+    twin.__cause__ = exc  # where it was raised, for a traceback that is logged
     return twin
 
 

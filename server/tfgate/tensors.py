@@ -420,7 +420,7 @@ def _answer_dtype(what: str, proto: tensor_pb2.TensorProto) -> DType:
     return dtype
 
 
-def _encoding(what: str, proto: tensor_pb2.TensorProto, dtype: DType) -> str | None:
+def value_field(what: str, proto: tensor_pb2.TensorProto, dtype: DType) -> str | None:
     """The one field holding ``proto``'s values: tensor_content, the dtype's own ``*_val`` list,
     or None for no values at all. Values anywhere else would be dropped or misread."""
     found = [f.name for f, _ in proto.ListFields() if f.name not in _NOT_VALUES]
@@ -479,7 +479,7 @@ def from_proto(what: str, proto: tensor_pb2.TensorProto) -> tuple[DType, Array]:
             f"{_MAX_DIMS} tfgate converts"
         )
     size = math.prod(shape)
-    encoding = _encoding(what, proto, dtype)
+    encoding = value_field(what, proto, dtype)
     values: Array
     if encoding == "tensor_content":
         assert dtype.wire is not None
@@ -570,7 +570,7 @@ def proto_to_domain_chunks(what: str, proto: tensor_pb2.TensorProto) -> list[wir
         return _converted_chunks(what, proto)
     dims = answer_shape(what, proto)
     size = math.prod(dims)
-    encoding = _encoding(what, proto, dtypes.BY_ENUM[proto.dtype])
+    encoding = value_field(what, proto, dtypes.BY_ENUM[proto.dtype])
     content: wire.Chunk
     if encoding == "tensor_content":
         content = proto.tensor_content
