@@ -489,3 +489,23 @@ def test_a_batching_only_section_keeps_the_identity_plan(tmp_path: Path) -> None
         "iris": BatchingConfig(),
         "sentiment": BatchingConfig(max_batch_size=4),
     }
+
+
+@pytest.mark.parametrize(
+    ("table", "needle"),
+    [
+        ("[models.iris.batching]\nmax_delay = 0\n", "[models.iris.batching] max_delay:"),
+        ("[models.iris.cache]\nttl = 5\n", "[models.iris.cache] max_bytes: required"),
+    ],
+)
+def test_tfgate_serve_refuses_a_bad_batching_or_cache_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], table: str, needle: str
+) -> None:
+    from tfgate import cli
+
+    path = tmp_path / "tfgate.toml"
+    path.write_text(table)
+    assert cli.main(["serve", "--backend", "127.0.0.1:1", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tfgate: configuration error: config file {path}: ")
+    assert needle in err

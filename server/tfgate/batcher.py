@@ -102,7 +102,7 @@ def _config(table: Mapping[str, object]) -> BatchingConfig:
         if not isinstance(sizes, list):
             raise ConfigError(f"allowed_batch_sizes: must be a list of batch sizes, got {sizes!r}")
         given["allowed_batch_sizes"] = tuple(
-            int(number_of(size, "allowed_batch_sizes", whole=True)) for size in sizes
+            number_of(size, "allowed_batch_sizes", whole=True) for size in sizes
         )
     return BatchingConfig(**given)
 

@@ -85,22 +85,16 @@ def _plans(path: str | None, file_data: Mapping[str, Any]) -> Plans:
     return Plans(pipeline_config.load(path, file_data))
 
 
-def _caches(path: str | None, file_data: Mapping[str, Any]) -> dict[str, CacheConfig]:
-    """The config file's [models.NAME.cache] tables (tfgate.cache)."""
+def _model_tables(
+    path: str | None, file_data: Mapping[str, Any]
+) -> tuple[dict[str, CacheConfig], dict[str, BatchingConfig]]:
+    """The config file's [models.NAME.cache] (tfgate.cache) and [models.NAME.batching]
+    (tfgate.batcher) tables; without any [models.NAME], neither module is imported."""
     if "models" not in file_data:
-        return {}
-    from tfgate import cache
+        return {}, {}
+    from tfgate import batcher, cache
 
-    return cache.configs(path, file_data)
-
-
-def _batching(path: str | None, file_data: Mapping[str, Any]) -> dict[str, BatchingConfig]:
-    """The config file's [models.NAME.batching] tables (tfgate.batcher)."""
-    if "models" not in file_data:
-        return {}
-    from tfgate import batcher
-
-    return batcher.configs(path, file_data)
+    return cache.configs(path, file_data), batcher.configs(path, file_data)
 
 
 def _client_tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ClientTls | None:
@@ -234,8 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         settings = config.load(flags, os.environ, path, file_data)
         plans = _plans(path, file_data)
-        caches = _caches(path, file_data)
-        batching = _batching(path, file_data)
+        caches, batching = _model_tables(path, file_data)
     except config.ConfigError as exc:
         print(f"tfgate: configuration error: {exc}", file=sys.stderr)
         return 2

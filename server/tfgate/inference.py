@@ -133,12 +133,12 @@ class Inference:
         """TF Serving's answer to ``prepared``, checked and made domain outputs: sent alone, or
         in a batch when the model batches and the signature is batched (tfgate.batcher)."""
         batcher = self.batchers.get(sel.model)
+        data = prepared.request.data
         try:
             if batcher is not None and plan.batched and plan.version:
-                data = prepared.request.data
                 answer = await batcher.predict(data, call, plan.version, plan.signature)
             else:
-                answer = await self.backend.predict(prepared.request.data, call)
+                answer = await self.backend.predict(data, call)
         except BackendError as exc:
             if exc.backend_code in _STALE:
                 self.catalog.forget(sel.model)
